@@ -1,0 +1,282 @@
+"""Planning a build: resolve FROM through a source, then decide every layer (inherited,
+cached or new) and the config, without writing anything. ``execute`` carries a plan out."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from modelkit.build.cache import BuildCache, FileStamp
+from modelkit.build.layers import (
+    PlannedLayer,
+    merged_parameters,
+    messages_bytes,
+    params_bytes,
+    text_layer,
+)
+from modelkit.build.paths import existing_path, expand_path
+from modelkit.build.sources import FromRef, ResolvedBase, Source, default_sources, resolve_from
+from modelkit.errors import BuildError
+from modelkit.modelfile import Instruction, Modelfile
+from modelkit.store import (
+    MEDIA_TYPE_ADAPTER,
+    MEDIA_TYPE_DRAFT,
+    MEDIA_TYPE_LICENSE,
+    MEDIA_TYPE_MESSAGES,
+    MEDIA_TYPE_MODEL,
+    MEDIA_TYPE_PARAMS,
+    MEDIA_TYPE_PROJECTOR,
+    MEDIA_TYPE_SYSTEM,
+    MEDIA_TYPE_TEMPLATE,
+    GGUFInfo,
+    ModelConfig,
+    Store,
+    digest_from_filename,
+    read_gguf_info,
+)
+
+EMPTY_DIGEST = "sha256:" + "0" * 64
+
+
+@dataclass
+class BuildPlan:
+    """Everything a build will write, in manifest order, plus the config blob."""
+
+    modelfile: Modelfile
+    base: ResolvedBase
+    layers: list[PlannedLayer]
+    config: ModelConfig
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def new_bytes(self) -> int:
+        return sum(layer.size for layer in self.layers if layer.status == "new")
+
+
+def modelfile_dir(modelfile: Modelfile) -> Path:
+    if modelfile.path.startswith("<"):
+        return Path.cwd()
+    return Path(modelfile.path).absolute().parent
+
+
+class Planner:
+    """Builds a ``BuildPlan`` for one Modelfile against one store."""
+
+    def __init__(self, store: Store, cache: BuildCache, sources: list[Source] | None = None):
+        self.store = store
+        self.cache = cache
+        self.sources = sources if sources is not None else default_sources(store)
+
+    # -- FROM -------------------------------------------------------------------------------
+
+    def resolve_base(self, modelfile: Modelfile) -> ResolvedBase:
+        base_dir = modelfile_dir(modelfile)
+        resolved: list[ResolvedBase] = []
+        for instruction in modelfile.froms:
+            ref = FromRef(instruction.value, existing_path(instruction.value, base_dir))
+            resolved.append(self._located(instruction, lambda r=ref: resolve_from(r, self.sources)))
+        parents = [r for r in resolved if r.parent is not None]
+        if parents:
+            # As in Ollama: a FROM naming a model wins over local files.
+            return parents[-1]
+        files = [f for r in resolved for f in r.files]
+        return ResolvedBase(description=", ".join(r.description for r in resolved), files=files)
+
+    def _located(self, instruction: Instruction, action: Any) -> Any:
+        try:
+            return action()
+        except BuildError as err:
+            if instruction.pos.line and not str(err).startswith("line "):
+                raise BuildError(f"line {instruction.pos.line}: {err}") from None
+            raise
+
+    # -- file layers ------------------------------------------------------------------------
+
+    def file_layer(self, path: Path, key: str, media_type: str | None = None) -> PlannedLayer:
+        """A layer for a local GGUF; the digest comes from the cache when the file is unchanged."""
+        path = path.resolve()
+        stamp = FileStamp.of(path)
+        digest = self.cache.digest_for(path, stamp) or self._blob_digest(path)
+        info = self.cache.gguf_info(digest) if digest else None
+        if info is None:
+            info = read_gguf_info(path)
+        if media_type is None:
+            media_type = _media_type_for(info)
+        in_store = digest is not None and self.store.has_blob(digest)
+        if in_store and digest is not None and self.store.blob_path(digest).stat().st_size != stamp.size:
+            in_store = False
+        return PlannedLayer(
+            media_type=media_type,
+            source=str(path),
+            status="cached" if in_store else "new",
+            digest=digest,
+            size=stamp.size,
+            from_=key,
+            path=path,
+            gguf=info,
+        )
+
+    def _blob_digest(self, path: Path) -> str | None:
+        """A FROM that points at a blob of this store (``show --modelfile`` writes those):
+        its name is its digest, verified when it was written."""
+        if path.parent != self.store.blob_path(EMPTY_DIGEST).parent:
+            return None
+        return digest_from_filename(path.name)
+
+    def inherited_layers(self, base: ResolvedBase) -> list[PlannedLayer]:
+        assert base.parent is not None
+        layers = []
+        for desc in base.parent.manifest.layers:
+            if not self.store.has_blob(desc.digest):
+                raise BuildError(
+                    f"model {base.parent_name} is missing blob {desc.digest}; pull or rebuild it"
+                )
+            layers.append(
+                PlannedLayer(
+                    media_type=desc.media_type,
+                    source=f"{base.parent_name}",
+                    status="inherited",
+                    digest=desc.digest,
+                    size=desc.size,
+                    from_=base.parent_name,
+                )
+            )
+        return layers
+
+    # -- the whole plan ---------------------------------------------------------------------
+
+    def plan(self, modelfile: Modelfile) -> BuildPlan:
+        base = self.resolve_base(modelfile)
+        if base.parent is not None:
+            layers = self.inherited_layers(base)
+        else:
+            layers = [self.file_layer(f.path, f.key) for f in sorted(base.files, key=lambda f: f.key)]
+        layers += self.adapter_layers(modelfile)
+        layers += self.draft_layers(modelfile, base)
+        layers = self.merge_text_layers(layers, modelfile)
+        config = self.config_for(layers, base, modelfile)
+        return BuildPlan(modelfile=modelfile, base=base, layers=layers, config=config)
+
+    def adapter_layers(self, modelfile: Modelfile) -> list[PlannedLayer]:
+        if not modelfile.adapters:
+            return []
+        adapter = modelfile.adapters[-1]  # Ollama keeps only the last ADAPTER
+        path = expand_path(adapter.path, modelfile_dir(modelfile))
+
+        def build() -> PlannedLayer:
+            if not path.exists():
+                raise BuildError(f"ADAPTER {adapter.path}: no such file ({path})")
+            if path.is_dir() or path.suffix == ".safetensors":
+                raise BuildError(
+                    f"ADAPTER {adapter.path}: safetensors adapters are not supported yet; "
+                    "convert the LoRA to GGUF (llama.cpp's convert_lora_to_gguf.py)"
+                )
+            layer = self.file_layer(path, path.name, MEDIA_TYPE_ADAPTER)
+            if layer.gguf is not None and not layer.gguf.is_adapter:
+                raise BuildError(f"ADAPTER {adapter.path}: the GGUF is not a LoRA adapter")
+            return layer
+
+        return [self._located(adapter, build)]
+
+    def draft_layers(self, modelfile: Modelfile, base: ResolvedBase) -> list[PlannedLayer]:
+        layers = []
+        from_paths = {f.path.resolve() for f in base.files}
+        for draft in modelfile.drafts:
+            path = expand_path(draft.path, modelfile_dir(modelfile))
+
+            def build(path: Path = path, raw: str = draft.path) -> list[PlannedLayer]:
+                if not path.exists():
+                    raise BuildError(f"DRAFT {raw}: no such file ({path})")
+                found = [path] if path.is_file() else sorted(path.glob("*.gguf"))
+                if any(p.resolve() in from_paths for p in found):
+                    raise BuildError(
+                        f"DRAFT must not reference the same local path as FROM: {path}"
+                    )
+                if not found:
+                    raise BuildError(f"DRAFT {raw}: no GGUF files found")
+                return [self.file_layer(p, p.name, MEDIA_TYPE_DRAFT) for p in found]
+
+            layers += self._located(draft, build)
+        return layers
+
+    def merge_text_layers(self, layers: list[PlannedLayer], mf: Modelfile) -> list[PlannedLayer]:
+        """Ollama's merge: a child's template/system/messages replace the parent's, licenses
+        add up, parameters merge over the parent's (in that order of layers)."""
+        has = self.store.has_blob
+        if mf.template:
+            layers = [x for x in layers if x.media_type != MEDIA_TYPE_TEMPLATE]
+            layers.append(text_layer(MEDIA_TYPE_TEMPLATE, mf.template.encode(), "TEMPLATE", False))
+        if mf.system:
+            layers = [x for x in layers if x.media_type != MEDIA_TYPE_SYSTEM]
+            layers.append(text_layer(MEDIA_TYPE_SYSTEM, mf.system.encode(), "SYSTEM", False))
+        for text in mf.licenses:
+            layers.append(text_layer(MEDIA_TYPE_LICENSE, text.encode(), "LICENSE", False))
+        inherited_params: dict[str, Any] = {}
+        for layer in layers:
+            if layer.media_type == MEDIA_TYPE_PARAMS and layer.digest:
+                inherited_params.update(self._read_json_blob(layer.digest))
+        params = merged_parameters(inherited_params, mf)
+        layers = [x for x in layers if x.media_type != MEDIA_TYPE_PARAMS]
+        if params:
+            layers.append(text_layer(MEDIA_TYPE_PARAMS, params_bytes(params), "PARAMETER", False))
+        if mf.messages:
+            layers = [x for x in layers if x.media_type != MEDIA_TYPE_MESSAGES]
+            data = messages_bytes([(m.role, m.content) for m in mf.messages])
+            layers.append(text_layer(MEDIA_TYPE_MESSAGES, data, "MESSAGE", False))
+        return [
+            replace(x, status="cached") if x.data is not None and x.digest and has(x.digest) else x
+            for x in layers
+        ]
+
+    def _read_json_blob(self, digest: str) -> dict[str, Any]:
+        try:
+            value = json.loads(self.store.blob_path(digest).read_bytes())
+        except (OSError, ValueError) as err:
+            raise BuildError(f"cannot read inherited parameters {digest}: {err}") from None
+        if not isinstance(value, dict):
+            raise BuildError(f"inherited parameters {digest} are not a JSON object")
+        return value
+
+    # -- config -----------------------------------------------------------------------------
+
+    def model_info(self, layer: PlannedLayer) -> GGUFInfo:
+        if layer.gguf is not None:
+            return layer.gguf
+        assert layer.digest is not None
+        info = self.cache.gguf_info(layer.digest)
+        if info is None:
+            info = read_gguf_info(self.store.blob_path(layer.digest))
+            self.cache.remember_gguf(layer.digest, info)
+        return info
+
+    def config_for(
+        self, layers: list[PlannedLayer], base: ResolvedBase, mf: Modelfile
+    ) -> ModelConfig:
+        models = [x for x in layers if x.media_type == MEDIA_TYPE_MODEL]
+        if not models:
+            raise BuildError("the build has no model layer: FROM must name a GGUF model")
+        config = ModelConfig.from_gguf(self.model_info(models[0]))
+        parent = base.parent_config
+        return replace(
+            config,
+            renderer=mf.renderer or (parent.renderer if parent else ""),
+            parser=mf.parser or (parent.parser if parent else ""),
+            requires=mf.requires or (parent.requires if parent else ""),
+            capabilities=parent.capabilities if parent else config.capabilities,
+        )
+
+
+def _media_type_for(info: GGUFInfo) -> str:
+    if info.is_adapter:
+        return MEDIA_TYPE_ADAPTER
+    if info.is_projector:
+        return MEDIA_TYPE_PROJECTOR
+    return MEDIA_TYPE_MODEL
+
+
+def plan_build(
+    modelfile: Modelfile, store: Store, cache: BuildCache, sources: list[Source] | None = None
+) -> BuildPlan:
+    return Planner(store, cache, sources).plan(modelfile)

@@ -1,0 +1,128 @@
+"""``modelkit build`` / ``create`` (Ollama's spelling) and ``modelkit lint``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from modelkit.build import BuildCache, BuildPlan, execute_build, plan_build
+from modelkit.cli.humanize import human_bytes, table
+from modelkit.cli.progress import byte_progress
+from modelkit.config import Settings
+from modelkit.modelfile import parse_file
+from modelkit.names import ModelName
+from modelkit.store import Store
+from modelkit.validate.lint import lint_text
+
+
+def _short_media_type(media_type: str) -> str:
+    return media_type.rsplit(".", 1)[-1]
+
+
+def format_plan(plan: BuildPlan, name: ModelName) -> str:
+    rows = [["LAYER", "STATUS", "DIGEST", "SIZE", "SOURCE"]]
+    for layer in plan.layers:
+        digest = layer.digest[7:19] if layer.digest else "(to hash)"
+        rows.append(
+            [
+                _short_media_type(layer.media_type),
+                layer.status,
+                digest,
+                human_bytes(layer.size),
+                layer.source,
+            ]
+        )
+    config = plan.config.to_bytes()
+    lines = [
+        f"plan for {name.display}: FROM {plan.base.description}",
+        table(rows),
+        f"config: {plan.config.model_family} {plan.config.model_type} {plan.config.file_type}"
+        f" ({len(config)} bytes)",
+        f"new data to write: {human_bytes(plan.new_bytes)}",
+    ]
+    return "\n".join(lines)
+
+
+def run_build(modelfile_path: str, tag: str, dry_run: bool, quiet: bool) -> None:
+    settings = Settings.from_env()
+    err = Console(stderr=True)
+    modelfile = parse_file(modelfile_path)
+    for warning in modelfile.warnings:
+        click.echo(f"warning: {warning.message}", err=True)
+    name = ModelName.parse(tag)
+    store = Store(settings.models)
+    cache = BuildCache.for_store(store.root)
+    plan = plan_build(modelfile, store, cache)
+    if dry_run:
+        click.echo(format_plan(plan, name))
+        return
+    with byte_progress(err, enabled=not quiet) as progress:
+        result = execute_build(
+            plan, name, store, cache, noprune=settings.noprune, progress=progress
+        )
+    if not quiet:
+        for layer in result.layers:
+            verb = "creating new layer" if layer.status == "new" else "using existing layer"
+            click.echo(f"{verb} {layer.digest}", err=True)
+        click.echo("writing manifest", err=True)
+        click.echo("success", err=True)
+    click.echo(f"{result.name.display} {result.stored.digest[:12]}")
+
+
+MODELFILE_OPTION = click.option(
+    "-f",
+    "--file",
+    "modelfile",
+    default="Modelfile",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="The Modelfile to build (relative FROM/ADAPTER paths resolve against its folder).",
+)
+
+
+@click.command()
+@MODELFILE_OPTION
+@click.option("-t", "--tag", required=True, help="The model name, e.g. mymodel:latest.")
+@click.option("--dry-run", is_flag=True, help="Print the plan (cached and new layers) only.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+def build(modelfile: str, tag: str, dry_run: bool, quiet: bool) -> None:
+    """Build a model from a Modelfile into the store."""
+    run_build(modelfile, tag, dry_run, quiet)
+
+
+@click.command()
+@click.argument("name")
+@MODELFILE_OPTION
+@click.option("--dry-run", is_flag=True, help="Print the plan only.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+def create(name: str, modelfile: str, dry_run: bool, quiet: bool) -> None:
+    """Create a model from a Modelfile (Ollama's spelling of build)."""
+    run_build(modelfile, name, dry_run, quiet)
+
+
+@click.command()
+@MODELFILE_OPTION
+@click.option(
+    "--format", "output_format", type=click.Choice(["text", "json"]), default="text",
+    show_default=True,
+)
+def lint(modelfile: str, output_format: str) -> None:
+    """Check a Modelfile; exit 1 when it has errors."""
+    path = Path(modelfile)
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise click.ClickException(f"cannot read {modelfile}: {err.strerror}") from None
+    report = lint_text(data, str(path))
+    if output_format == "json":
+        click.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+    else:
+        text = report.to_text(str(path))
+        click.echo(text if text else f"{path}: ok")
+    raise SystemExit(0 if report.ok else 1)
+
+
+COMMANDS = [build, create, lint]

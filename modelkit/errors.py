@@ -1,0 +1,95 @@
+"""The exception tree: one class per domain, each carrying what a person needs to act.
+
+The CLI and HTTP edges turn these into messages and exit codes / status codes; nothing below
+them prints. Tree::
+
+    ModelkitError
+    ├── ModelfileError      bad Modelfile text (file:line:col, the line, a caret)
+    ├── ModelNameError      a model name Ollama would reject
+    ├── StoreError          the blob/manifest store (missing model, digest mismatch, ...)
+    │   ├── ModelNotFoundError
+    │   ├── DigestMismatchError
+    │   ├── InvalidDigestError
+    │   └── BlobNotFoundError
+    └── BuildError          a build that cannot proceed (missing FROM, unsupported source)
+"""
+
+from __future__ import annotations
+
+
+class ModelkitError(Exception):
+    """Base of every error modelkit raises on purpose."""
+
+
+class ModelfileError(ModelkitError):
+    """A Modelfile that cannot be parsed or typed.
+
+    ``line``/``col`` are 1-based; ``source_line`` is the offending line's text (without its
+    newline) when known, used to draw a caret under ``col``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str = "<string>",
+        line: int = 0,
+        col: int = 0,
+        source_line: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = path
+        self.line = line
+        self.col = col
+        self.source_line = source_line
+
+    def __str__(self) -> str:
+        if self.line <= 0:
+            return f"{self.path}: {self.message}"
+        head = f"{self.path}:{self.line}:{max(self.col, 1)}: {self.message}"
+        if self.source_line is None:
+            return head
+        caret = " " * (max(self.col, 1) - 1) + "^"
+        return f"{head}\n    {self.source_line}\n    {caret}"
+
+
+class ModelNameError(ModelkitError):
+    """A model name that is not valid (Ollama's text: ``invalid model name``)."""
+
+
+class StoreError(ModelkitError):
+    """Something in the Ollama-format store is missing, corrupt or not allowed."""
+
+
+class ModelNotFoundError(StoreError):
+    """A model name with no manifest in the store."""
+
+
+class DigestMismatchError(StoreError):
+    """Bytes whose sha256 is not the digest they were stored or sent under."""
+
+    def __init__(self, expected: str, got: str) -> None:
+        super().__init__(f'digest mismatch, expected "{expected}", got "{got}"')
+        self.expected = expected
+        self.got = got
+
+
+class BuildError(ModelkitError):
+    """A build that cannot go on: a FROM that does not resolve, an unsupported source, ..."""
+
+
+class InvalidDigestError(StoreError):
+    """A digest that is not ``sha256:<64 hex>`` (Ollama's text: ``invalid digest format``)."""
+
+    def __init__(self, digest: str) -> None:
+        super().__init__(f"invalid digest format: {digest!r}")
+        self.digest = digest
+
+
+class BlobNotFoundError(StoreError):
+    """A digest with no blob file in the store (Ollama: ``blob "<digest>" not found``)."""
+
+    def __init__(self, digest: str) -> None:
+        super().__init__(f'blob "{digest}" not found')
+        self.digest = digest
