@@ -44,7 +44,9 @@ def main(model: str, prompt: str) -> int:
         top_p=float(params.get("top_p", 0.9)),
         top_k=int(params.get("top_k", 40)),
         stop=list(stops) if isinstance(stops, list) else [stops],
-        max_tokens=int(params.get("num_predict", 128)) if params.get("num_predict", -1) > 0 else 128,
+        max_tokens=int(params.get("num_predict", 128))
+        if params.get("num_predict", -1) > 0
+        else 128,
     )
     print(reply["choices"][0]["message"]["content"].strip())  # type: ignore[index]
     return 0

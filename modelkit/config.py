@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-_GO_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
 _GO_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
 
 
@@ -22,12 +21,9 @@ def env_value(environ: Mapping[str, str], key: str) -> str:
 
 def env_bool(environ: Mapping[str, str], key: str) -> bool:
     value = env_value(environ, key)
-    if not value:
-        return False
-    if value in _GO_FALSE:
-        return False
-    # Ollama treats any other non-empty value (even one ParseBool rejects) as true.
-    return True
+    # Ollama treats any non-empty value that is not a Go "false" (even one ParseBool
+    # rejects) as true.
+    return bool(value) and value not in _GO_FALSE
 
 
 @dataclass(frozen=True)

@@ -93,3 +93,28 @@ class BlobNotFoundError(StoreError):
     def __init__(self, digest: str) -> None:
         super().__init__(f'blob "{digest}" not found')
         self.digest = digest
+
+
+class TemplateError(ModelkitError):
+    """A prompt template (Go ``text/template`` or Jinja2) that cannot be parsed or executed.
+
+    ``line`` is 1-based; ``col`` is, as in Go's ``text/template`` errors, the 0-based byte
+    offset of the offending node within that line (``-1`` when unknown); ``name`` is the
+    template's name (``""`` for a model's TEMPLATE, as in Ollama). ``str()`` reads like Go::
+
+        template: :1:3: executing "" at <.Foo>: can't evaluate field Foo in type Message
+        template: :1:11: unclosed action
+    """
+
+    def __init__(self, message: str, *, name: str = "", line: int = 0, col: int = -1) -> None:
+        super().__init__(message)
+        self.message = message
+        self.name = name
+        self.line = line
+        self.col = col
+
+    def __str__(self) -> str:
+        if self.line <= 0:
+            return f"template: {self.name}: {self.message}" if self.name else self.message
+        where = f"{self.name}:{self.line}" + (f":{self.col}" if self.col >= 0 else "")
+        return f"template: {where}: {self.message}"

@@ -105,7 +105,11 @@ class Planner:
         if media_type is None:
             media_type = _media_type_for(info)
         in_store = digest is not None and self.store.has_blob(digest)
-        if in_store and digest is not None and self.store.blob_path(digest).stat().st_size != stamp.size:
+        if (
+            in_store
+            and digest is not None
+            and self.store.blob_path(digest).stat().st_size != stamp.size
+        ):
             in_store = False
         return PlannedLayer(
             media_type=media_type,
@@ -152,7 +156,9 @@ class Planner:
         if base.parent is not None:
             layers = self.inherited_layers(base)
         else:
-            layers = [self.file_layer(f.path, f.key) for f in sorted(base.files, key=lambda f: f.key)]
+            layers = [
+                self.file_layer(f.path, f.key) for f in sorted(base.files, key=lambda f: f.key)
+            ]
         layers += self.adapter_layers(modelfile)
         layers += self.draft_layers(modelfile, base)
         layers = self.merge_text_layers(layers, modelfile)

@@ -45,9 +45,7 @@ def modelfile_for(view: ModelView, store: Store) -> Modelfile:
         values = value if isinstance(value, list) else [value]
         items += [Parameter(name, _param_text(v)) for v in values]
     items += [License(text) for text in view.licenses]
-    items += [
-        Message(str(m.get("role", "")), str(m.get("content", ""))) for m in view.messages
-    ]
+    items += [Message(str(m.get("role", "")), str(m.get("content", ""))) for m in view.messages]
     return Modelfile(tuple(items))
 
 
@@ -73,6 +71,8 @@ def show_parameters(parameters: dict[str, Any]) -> str:
     lines = []
     for name, value in sorted(parameters.items()):
         for item in value if isinstance(value, list) else [value]:
-            text = json.dumps(item, ensure_ascii=False) if isinstance(item, str) else _param_text(item)
+            text = (
+                json.dumps(item, ensure_ascii=False) if isinstance(item, str) else _param_text(item)
+            )
             lines.append(f"{name:<30} {text}")
     return "\n".join(lines)

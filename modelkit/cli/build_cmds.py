@@ -106,7 +106,10 @@ def create(name: str, modelfile: str, dry_run: bool, quiet: bool) -> None:
 @click.command()
 @MODELFILE_OPTION
 @click.option(
-    "--format", "output_format", type=click.Choice(["text", "json"]), default="text",
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
     show_default=True,
 )
 def lint(modelfile: str, output_format: str) -> None:

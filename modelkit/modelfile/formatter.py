@@ -49,12 +49,30 @@ def _reads_back(written: str) -> str | None:
     """The value Ollama reads from ``written`` (the text after ``WORD ``), if it ends there.
 
     ``None`` when a newline inside ``written`` would already end the value (leaving the rest
-    to be read as more instructions) or when the end does not close it.
+    to be read as more instructions) or when the end does not close it. At each newline the
+    value so far, trimmed, must still be open; only the last line may close it.
     """
+    begin = len(written) - len(written.lstrip(_TRIM))
+    end = begin  # end of the trimmed text before the current newline
+    line_start = 0
     for newline in _NEWLINES.finditer(written):
-        if _unquote(written[: newline.start()].strip(_TRIM)) is not None:
+        kept = written[line_start : newline.start()].rstrip(_TRIM)
+        if kept:
+            end = max(end, line_start + len(kept))
+        line_start = newline.end()
+        if _closes(written, begin, end):
             return None
     return _unquote(written.strip(_TRIM))
+
+
+def _closes(text: str, begin: int, end: int) -> bool:
+    """Whether ``text[begin:end]`` (a trimmed buffer) unquotes, without copying it."""
+    size = end - begin
+    if text.startswith('"""', begin, end):
+        return size >= 6 and text.endswith('"""', begin, end)
+    if text.startswith('"', begin, end):
+        return size >= 2 and text.endswith('"', begin, end)
+    return True
 
 
 def quote_value(value: str, what: str = "value") -> str:

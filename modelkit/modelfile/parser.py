@@ -1,10 +1,13 @@
 """Modelfile text -> typed, validated AST, with Ollama's exact rules and error texts.
 
-The Lark grammar (``grammar/modelfile.lark``) does the parsing; it is total, so mistakes come
-back as error productions, and this module turns the first one (in document order) into a
-:class:`~modelkit.errors.ModelfileError` carrying the file, the real 1-based line and column,
-the offending line and Ollama's message. Then it checks what Ollama checks when it builds the
-create request: at least one FROM, each PARAMETER's name and type, REQUIRES being semver.
+The Lark grammar (``grammar/modelfile.lark``) does the parsing (LALR, contextual lexer); it
+is total, so mistakes come back as error productions, and the first one (in document order)
+stops the parse and becomes a :class:`~modelkit.errors.ModelfileError` carrying the file, the
+real 1-based line and column, the offending line and Ollama's message. Before parsing, every
+non-printable character (Go's ``strconv.IsPrint``) is replaced by NUL, which the grammar
+treats as "invisible"; Python's ``re`` has no Unicode category classes to say that itself.
+Then it checks what Ollama checks when it builds the create request: at least one FROM, each
+PARAMETER's name and type, REQUIRES being semver.
 
 Positions count characters (code points) and treat CRLF as one line break; a lone CR or LF
 is one too. (Ollama counts CR and LF separately, so its line numbers drift after CRLF.)
@@ -18,9 +21,9 @@ import os
 import re
 import unicodedata
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final, NoReturn
 
-from lark import Lark, Token, Tree
+from lark import Lark, Token, Transformer, Tree
 from lark.exceptions import LarkError
 
 from modelkit.errors import ModelfileError
@@ -94,6 +97,7 @@ def _grammar() -> Lark:
         lexer="contextual",
         start="start",
         maybe_placeholders=False,
+        transformer=_ErrorProductions(),
     )
 
 
@@ -178,26 +182,13 @@ class _Source:
 # -- tree -> AST -----------------------------------------------------------------------------
 
 
-def _value(node: Tree[Token], src: _Source) -> tuple[str, int]:
-    """A value's text (Ollama's semantics) and the offset where it starts."""
-    token = node.children[0]
-    assert isinstance(token, Token)
-    raw = str(token)
-    start = 1  # the separator after the word / name / role
-    while start < len(raw) and raw[start] in " \t" + _NONPRINT:
-        start += 1
-    offset = token.start_pos + start if token.start_pos is not None else 0
-    kind = token.type
-    if kind == "UNTERMINATED_VALUE":
-        raise src.error(UNEXPECTED_EOF, offset)
-    if kind == "VALUE_EMPTY":
-        return "", offset
-    text = raw[start:].replace(_NONPRINT, "").rstrip(" \t")
-    if kind == "VALUE_QUOTED":
-        return text[1:-1], offset
-    if kind == "VALUE_TRIPLE_QUOTED":
-        return text[3:-3], offset
-    return text, offset  # VALUE_BARE
+class _Problem(Exception):
+    """An error production, raised while parsing so that nothing after it is read."""
+
+    def __init__(self, message: str, offset: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.offset = offset
 
 
 def _start(token: Token) -> int:
@@ -209,27 +200,66 @@ def _end(token: Token) -> int:
     return token.end_pos if token.end_pos is not None else 0
 
 
-def _instruction(node: Tree[Token], src: _Source) -> Instruction:
-    """One ``start`` child as an AST node; error productions raise ModelfileError."""
-    rule = str(node.data)
-    tokens = [child for child in node.children if isinstance(child, Token)]
-    first = tokens[0]
-    if rule == "unknown_command":
-        raise src.error(INVALID_COMMAND, _start(first))
-    if rule in ("command_at_eof", "at_eof"):
-        raise src.error(UNEXPECTED_EOF, _end(tokens[-1]))
-    if rule == "name_cut":
-        # Ollama reports the name/role read so far: "unexpected EOF: param1".
-        name = tokens[-1]
-        raise src.error(f"{UNEXPECTED_EOF}: {str(name)[1:]}", _end(name))
-    if rule == "bad_role":
-        raise src.error(INVALID_ROLE, (tokens[1].start_pos or 0) + 1)
+def _value_start(token: Token) -> int:
+    """Offset of a value's first character: after the separator and any blanks."""
+    raw = str(token)
+    skip = 1
+    while skip < len(raw) and raw[skip] in " \t" + _NONPRINT:
+        skip += 1
+    return (token.start_pos or 0) + skip
 
-    value_node = node.children[-1]
-    assert isinstance(value_node, Tree)
-    value, value_offset = _value(value_node, src)
-    pos = src.position(_start(first))
-    value_pos = src.position(value_offset)
+
+class _ErrorProductions(Transformer[Token, Any]):
+    """Applied by the LALR parser as it reduces: raises at the first error production.
+
+    Error productions are reduced in document order, so the first one raised is the first
+    mistake, and the rest of the input is never read.
+    """
+
+    def unknown_command(self, children: list[Token]) -> NoReturn:
+        raise _Problem(INVALID_COMMAND, children[0].start_pos or 0)
+
+    def command_at_eof(self, children: list[Token]) -> NoReturn:
+        raise _Problem(UNEXPECTED_EOF, _end(children[-1]))
+
+    def at_eof(self, children: list[Token]) -> NoReturn:
+        raise _Problem(UNEXPECTED_EOF, _end(children[-1]))
+
+    def name_cut(self, children: list[Token]) -> NoReturn:
+        # Ollama reports the name/role read so far: "unexpected EOF: param1".
+        name = children[-1]
+        raise _Problem(f"{UNEXPECTED_EOF}: {str(name)[1:]}", _end(name))
+
+    def bad_role(self, children: list[Token]) -> NoReturn:
+        raise _Problem(INVALID_ROLE, (children[1].start_pos or 0) + 1)
+
+    def value(self, children: list[Token]) -> Token:
+        token = children[0]
+        if token.type == "UNTERMINATED_VALUE":
+            raise _Problem(UNEXPECTED_EOF, _value_start(token))
+        return token
+
+
+def _value_text(token: Token) -> str:
+    """A value's text with Ollama's semantics: trimmed, unquoted, non-printables dropped."""
+    if token.type == "VALUE_EMPTY":
+        return ""
+    text = str(token)[1:].replace(_NONPRINT, "").strip(" \t")
+    if token.type == "VALUE_QUOTED":
+        return text[1:-1]
+    if token.type == "VALUE_TRIPLE_QUOTED":
+        return text[3:-3]
+    return text  # VALUE_BARE
+
+
+def _instruction(node: Tree[Token], src: _Source) -> Instruction:
+    """One instruction node (keyword token, optional name/role token, value token)."""
+    tokens = [child for child in node.children if isinstance(child, Token)]
+    keyword, value_token = tokens[0], tokens[-1]
+    value = _value_text(value_token)
+    pos = src.position(_start(keyword))
+    value_pos = src.position(_value_start(value_token))
+    rule = str(node.data)
     if rule == "parameter":
         name_token = tokens[1]
         return Parameter(
@@ -321,8 +351,11 @@ def parse(text: str | bytes, path: str = "<string>", *, validate: bool = True) -
     src = _Source(decoded, path)
     try:
         tree = _grammar().parse(_mark_nonprintables(decoded))
+    except _Problem as problem:
+        raise src.error(problem.message, problem.offset) from None
     except LarkError as err:  # the grammar is total; this would be a bug in it
         raise ModelfileError(f"cannot parse Modelfile: {err}", path=path) from None
+    assert isinstance(tree, Tree)
     instructions = tuple(
         _instruction(child, src) for child in tree.children if isinstance(child, Tree)
     )

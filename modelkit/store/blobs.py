@@ -23,6 +23,7 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,6 +150,50 @@ def _copy_range(src_fd: int, dst_fd: int, total: int, progress: ProgressCallback
         if progress is not None:
             progress(done, total)
     return True
+
+
+def _pipelined_copy(
+    src_fd: int,
+    dst_fd: int,
+    h: hashlib._Hash,
+    total: int,
+    progress: ProgressCallback | None,
+) -> int:
+    """Read, hash and write ``src_fd`` to ``dst_fd`` in one pass over two buffers.
+
+    While chunk *i* is written by a helper thread, chunk *i+1* is read and hashed here
+    (hashing and file I/O both release the GIL), so the copy costs about max(hash, I/O)
+    instead of their sum. Every byte hashed is a byte written.
+    """
+    buffers = [bytearray(CHUNK_SIZE), bytearray(CHUNK_SIZE)]
+    size = 0
+    pending: Future[None] | None = None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelkit-blob-write") as pool:
+        try:
+            i = 0
+            while True:
+                buf = buffers[i % 2]
+                n = os.readv(src_fd, [buf])
+                if not n:
+                    break
+                chunk = memoryview(buf)[:n]
+                h.update(chunk)
+                if pending is not None:
+                    pending.result()  # the other buffer is free again
+                pending = pool.submit(_write_all, dst_fd, chunk)
+                size += n
+                if progress is not None:
+                    progress(size, total)
+                i += 1
+            if pending is not None:
+                pending.result()
+                pending = None
+        finally:
+            if pending is not None:
+                pending.cancel()
+                with contextlib.suppress(BaseException):
+                    pending.result()
+    return size
 
 
 class BlobStore:
@@ -365,12 +410,7 @@ class BlobStore:
                         if progress is not None:
                             progress(size, total)
                 else:
-                    while n := os.readv(src_fd, [buf]):
-                        h.update(view[:n])
-                        _write_all(fd, view[:n])
-                        size += n
-                        if progress is not None:
-                            progress(size, total)
+                    size = _pipelined_copy(src_fd, fd, h, total, progress)
                 return "sha256:" + h.hexdigest(), size
 
             return self._write_temp(fill, expected_digest)

@@ -245,9 +245,7 @@ def test_dry_run_plan_writes_nothing(store: Store, project: Path) -> None:
     assert store.list_models() == []
 
 
-def test_rebuild_over_a_tag_prunes_its_old_blobs(
-    store: Store, project: Path
-) -> None:
+def test_rebuild_over_a_tag_prunes_its_old_blobs(store: Store, project: Path) -> None:
     mf = write_modelfile(project, "FROM ./tiny.gguf\nSYSTEM first\n")
     _, first = build(store, mf, "p")
     old_system = first.stored.manifest.layers[1].digest
@@ -280,3 +278,74 @@ def test_parse_from_string_uses_cwd(
     cache = BuildCache.for_store(store.root)
     plan = plan_build(parse("FROM tiny.gguf\n"), store, cache)
     assert plan.layers[0].path == (project / "tiny.gguf").resolve()
+
+
+def test_from_missing_path_says_so(store: Store, tmp_path: Path) -> None:
+    mf = write_modelfile(tmp_path, "FROM ./nothere.gguf\n")
+    with pytest.raises(BuildError, match=r"line 1: FROM ./nothere.gguf: no such file"):
+        build(store, mf, "x")
+
+
+def test_interrupted_build_leaves_no_manifest_and_no_partial_blob(
+    store: Store, tmp_path: Path, tiny_gguf_factory
+) -> None:  # type: ignore[no-untyped-def]
+    big = tiny_gguf_factory(tmp_path / "big.gguf", n_embd=256, n_layers=4)
+    mf = write_modelfile(tmp_path, "FROM ./big.gguf\nSYSTEM s\n")
+    cache = BuildCache.for_store(store.root)
+    plan = plan_build(parse_file(mf), store, cache)
+
+    def crash(label: str, done: int, total: int) -> None:
+        if 0 < done < total:
+            raise KeyboardInterrupt  # the user pressed Ctrl+C mid-copy
+
+    with pytest.raises(KeyboardInterrupt):
+        execute_build(plan, ModelName.parse("crash"), store, cache, progress=crash)
+    assert store.list_models() == []
+    assert not store.has_blob(sha(big))
+    leftovers = [p.name for p in (store.root / "blobs").iterdir() if p.name.startswith("sha256-")]
+    assert all(len(name) == 71 for name in leftovers)  # only complete, named blobs remain
+    _, result = build(store, mf, "crash")  # and the next build works
+    assert result.stored.manifest.layers[0].digest == sha(big)
+
+
+def _build_in_subprocess(args: tuple[str, str, str]) -> int:
+    import subprocess
+    import sys
+
+    modelfile, tag, models = args
+    env = {**os.environ, "OLLAMA_MODELS": models}
+    cmd = [sys.executable, "-m", "modelkit", "build", "-q", "-f", modelfile, "-t", tag]
+    return subprocess.run(cmd, env=env, capture_output=True, check=False).returncode
+
+
+def test_concurrent_builds_into_one_store(store: Store, project: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = []
+    for i in range(6):
+        mf = write_modelfile(
+            project, f"FROM ./tiny.gguf\nSYSTEM model {i % 3}\nPARAMETER seed {i}\n", f"M{i}"
+        )
+        jobs.append((str(mf), f"m{i % 4}", str(store.root)))
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        codes = list(pool.map(_build_in_subprocess, jobs))
+    assert codes == [0] * 6
+    models = store.list_models()
+    assert sorted(m.name.model for m in models) == ["m0", "m1", "m2", "m3"]
+    for m in models:
+        for layer in [m.manifest.config, *m.manifest.layers]:
+            assert store.verify_blob(layer.digest).digest == layer.digest
+
+
+def test_requires_renderer_parser_go_to_config_and_inherit(store: Store, project: Path) -> None:
+    base = write_modelfile(
+        project, "FROM ./tiny.gguf\nREQUIRES v0.14\nRENDERER qwen3\nPARSER qwen3\n", "B"
+    )
+    _, result = build(store, base, "cfg")
+    config = json.loads(store.blob_path(result.stored.manifest.config.digest).read_bytes())
+    assert (config["requires"], config["renderer"], config["parser"]) == ("0.14", "qwen3", "qwen3")
+    assert list(config)[-2:] == ["architecture", "os"]  # Ollama's field order
+    child = write_modelfile(project, "FROM cfg\nPARSER other\n", "C")
+    _, result = build(store, child, "cfg2")
+    config = json.loads(store.blob_path(result.stored.manifest.config.digest).read_bytes())
+    assert (config["requires"], config["renderer"], config["parser"]) == ("0.14", "qwen3", "other")

@@ -75,7 +75,7 @@ def test_build_list_show_cp_rm(ollama_models: Path, project: Path) -> None:
 
     # The shown Modelfile rebuilds the same model.
     (project / "Shown").write_text(out, encoding="utf-8")
-    code, rebuilt, err = run("build", "-f", str(project / "Shown"), "-t", "tiny:copy")
+    code, _, err = run("build", "-f", str(project / "Shown"), "-t", "tiny:copy")
     assert code == 0, err
     store = Store(ollama_models)
     original = view_model(store, ModelName.parse("tiny:v1"))
@@ -172,14 +172,18 @@ def test_installed_executable(ollama_models: Path, project: Path) -> None:
         pytest.skip("the modelkit console script is not installed (pip install -e .)")
     done = subprocess.run(
         [exe, "build", "-f", str(project / "Modelfile"), "-t", "exe"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     listing = subprocess.run([exe, "list"], capture_output=True, text=True, check=True)
     assert "exe:latest" in listing.stdout
     bad = subprocess.run(
         [exe, "build", "-f", str(project / "missing"), "-t", "x"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
     module = subprocess.run(

@@ -116,7 +116,10 @@ def test_parse_file_trim_space() -> None:
     ("text", "expected"),
     [
         ('FROM "FOO  BAR  "', [From("FOO  BAR  ")]),
-        ('FROM "FOO BAR"\nPARAMETER param1 value1', [From("FOO BAR"), Parameter("param1", "value1")]),
+        (
+            'FROM "FOO BAR"\nPARAMETER param1 value1',
+            [From("FOO BAR"), Parameter("param1", "value1")],
+        ),
         ("FROM     FOOO BAR    ", [From("FOOO BAR")]),
         ("FROM /what/is/the path ", [From("/what/is/the path")]),
         ("FROM foo", [From("foo")]),
@@ -178,7 +181,8 @@ def test_parse_file_renderer_and_parser() -> None:
             ],
         ),
         (
-            'MESSAGE system """\nYou are a multiline file parser. Always parse things.\n"""\n    \n',
+            'MESSAGE system """\nYou are a multiline file parser. Always parse things.\n"""'
+            "\n    \n",
             [Message("system", "\nYou are a multiline file parser. Always parse things.\n")],
         ),
     ],
@@ -188,7 +192,9 @@ def test_parse_file_messages(body: str, expected: list[Instruction]) -> None:
 
 
 def test_parse_file_messages_bad_role() -> None:
-    err = parse_error("FROM foo\nMESSAGE system You are a file parser.\nMESSAGE badguy I'm a bad guy!\n")
+    err = parse_error(
+        "FROM foo\nMESSAGE system You are a file parser.\nMESSAGE badguy I'm a bad guy!\n"
+    )
     assert err.message == INVALID_ROLE
     assert err.line == 3
 
@@ -211,7 +217,7 @@ def test_parse_file_messages_missing_text(body: str) -> None:
         ),
         ('SYSTEM """"""', ""),
         ('SYSTEM ""', ""),
-        ("SYSTEM \"'\"", "'"),
+        ('SYSTEM "\'"', "'"),
         ('SYSTEM """\'\'"\'""\'""\'"\'\'\'\'\'""\'""\'"""', "''\"'\"\"'\"\"'\"'''''\"\"'\"\"'"),
     ],
 )
@@ -441,3 +447,20 @@ def test_modelfile_accessors() -> None:
     assert [a.path for a in mf.adapters] == ["x.gguf"]
     assert (mf.renderer, mf.parser, mf.requires) == ("r", "p", "0.14.0")
     assert [d.path for d in mf.drafts] == ["./d"]
+
+
+def test_positions() -> None:
+    text = 'FROM a\r\n  PARAMETER  top_k   5\n\tSYSTEM   "x\ny"\nMESSAGE user  hi\n'
+    mf = parse(text.replace("PARAMETER  top_k", "PARAMETER top_k"))
+    from_, param, system, message = mf.instructions
+    assert (from_.pos.line, from_.pos.col, from_.value_pos.col) == (1, 1, 6)
+    assert isinstance(param, Parameter)
+    assert (param.pos.line, param.pos.col) == (2, 3)
+    assert (param.name_pos.line, param.name_pos.col) == (2, 13)
+    assert (param.value_pos.line, param.value_pos.col) == (2, 21)
+    assert (system.pos.line, system.pos.col, system.value_pos.col) == (3, 2, 11)
+    assert (message.pos.line, message.value_pos.col) == (5, 15)
+
+
+def test_positions_do_not_affect_equality() -> None:
+    assert parse("FROM a\nSYSTEM b\n") == parse("\n\n  FROM   a\n# x\nSYSTEM    b")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from modelkit.errors import ModelfileError
@@ -53,7 +55,13 @@ def test_messages_are_ollamas() -> None:
         ("FROM a\nMESSAGE system\n", "unexpected EOF: system", 2, 15, "MESSAGE system"),
         ("FROM a\nMESSAGE user:hi\n", "unexpected EOF: user", 2, 13, "MESSAGE user:hi"),
         # roles
-        ("FROM a\nMESSAGE badguy I'm a bad guy!\n", INVALID_ROLE, 2, 9, "MESSAGE badguy I'm a bad guy!"),
+        (
+            "FROM a\nMESSAGE badguy I'm a bad guy!\n",
+            INVALID_ROLE,
+            2,
+            9,
+            "MESSAGE badguy I'm a bad guy!",
+        ),
         ("FROM a\nMESSAGE User hi\n", INVALID_ROLE, 2, 9, "MESSAGE User hi"),
         ("FROM a\nMESSAGE  user hi\n", INVALID_ROLE, 2, 9, "MESSAGE  user hi"),
         # open quotes: reported where the quote opens
@@ -101,9 +109,7 @@ def test_columns_count_characters_not_bytes() -> None:
 
 def test_caret_display() -> None:
     err = error_of("FROM a\nMESSAGE badguy hi\n")
-    assert str(err) == (
-        "Modelfile:2:9: " + INVALID_ROLE + "\n    MESSAGE badguy hi\n            ^"
-    )
+    assert str(err) == ("Modelfile:2:9: " + INVALID_ROLE + "\n    MESSAGE badguy hi\n            ^")
     err = error_of("FROM a\nPARAMETER temperature warm\n")
     assert str(err).splitlines()[1:] == [
         "    PARAMETER temperature warm",
@@ -155,7 +161,20 @@ def test_requires_valid(version: str) -> None:
 
 @pytest.mark.parametrize(
     "version",
-    ["", "latest", "01.2", "1.02", "1.2.3.4", "1.2-rc1", "v1-rc1", "1.2.3-", "1.2.3-01", "V1.2", "vv1", "1.2.3+"],
+    [
+        "",
+        "latest",
+        "01.2",
+        "1.02",
+        "1.2.3.4",
+        "1.2-rc1",
+        "v1-rc1",
+        "1.2.3-",
+        "1.2.3-01",
+        "V1.2",
+        "vv1",
+        "1.2.3+",
+    ],
 )
 def test_requires_invalid(version: str) -> None:
     err = error_of(f'FROM a\nREQUIRES "{version}"\n')
@@ -172,7 +191,5 @@ def test_no_lark_exception_escapes() -> None:
     for a in nasty:
         for b in nasty:
             for c in nasty:
-                try:
+                with contextlib.suppress(ModelfileError):
                     parse(a + b + c)
-                except ModelfileError:
-                    pass

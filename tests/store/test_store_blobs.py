@@ -140,7 +140,7 @@ def test_digest_mismatch_commits_nothing(store: Store, tmp_path: Path, how: str)
 
 
 def test_import_file_one_pass(store: Store, tmp_path: Path) -> None:
-    data = os.urandom(3 * 1024 * 1024 + 17)
+    data = os.urandom(17 * 1024 * 1024 + 17)  # several chunks through the pipeline
     src = tmp_path / "model.gguf"
     src.write_bytes(data)
     seen: list[tuple[int, int]] = []

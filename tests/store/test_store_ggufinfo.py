@@ -203,3 +203,34 @@ def test_real_qwen_gguf() -> None:
     assert info.parameter_count == 630_167_424
     assert info.array_lengths["tokenizer.ggml.tokens"] == 151_936
     assert info.chat_template is not None and "<|im_start|>" in info.chat_template
+
+
+def test_big_endian_and_v1_headers(tmp_path: Path) -> None:
+    key, value = b"general.architecture", b"test"
+    be = (
+        b"GGUF"
+        + struct.pack(">IQQ", 3, 0, 2)
+        + struct.pack(">Q", len(key))
+        + key
+        + struct.pack(">IQ", 8, len(value))
+        + value
+        + struct.pack(">Q", 17)
+        + b"general.file_type"
+        + struct.pack(">II", 4, 15)
+    )
+    p = tmp_path / "be.gguf"
+    p.write_bytes(be)
+    info = read_gguf_info(p)
+    assert info.big_endian and info.architecture == "test" and info.file_type == "Q4_K_M"
+    v1 = (
+        b"GGUF"
+        + struct.pack("<III", 1, 0, 1)
+        + struct.pack("<I", len(key))
+        + key
+        + struct.pack("<II", 8, len(value))
+        + value
+    )
+    p1 = tmp_path / "v1.gguf"
+    p1.write_bytes(v1)
+    info1 = read_gguf_info(p1)
+    assert info1.version == 1 and info1.architecture == "test"

@@ -214,6 +214,19 @@ def test_write_manifest_prune_replaced(store: Store) -> None:
     assert store.has_blob(first.manifest.layers[0].digest)
 
 
+def test_remove_unreferenced(store: Store) -> None:
+    a = build(store, "a", b"weights", system="sys")
+    orphan = store.write_bytes(b"orphan")
+    used = a.manifest.layers[0].digest
+    assert store.remove_unreferenced([used, orphan.digest.replace(":", "-")]) == [orphan.digest]
+    assert store.has_blob(used) and not store.has_blob(orphan.digest)
+    again = store.write_bytes(b"orphan")
+    with store.writing():
+        assert store.remove_unreferenced([again.digest]) == []  # a build may need it
+    assert store.has_blob(again.digest)
+    assert store.remove_unreferenced([]) == []
+
+
 def test_prune(store: Store) -> None:
     kept = build(store, "kept", b"kept weights")
     garbage = store.write_bytes(b"orphan")
