@@ -16,7 +16,11 @@ from typing import Any
 
 from modelkit.store import GGUFInfo
 
-_VERSION = 1
+_VERSION = 2
+
+# The cache keeps the scalar GGUF facts a build needs; the full metadata and tensor list
+# stay in the file (reading them again is cheap and they would bloat every rebuild).
+_BULKY_FIELDS = ("metadata", "array_lengths", "tensors")
 
 
 @dataclass(frozen=True)
@@ -71,12 +75,15 @@ class BuildCache:
         if entry is None:
             return None
         try:
-            return GGUFInfo(**entry)
+            return GGUFInfo(**entry, metadata={}, array_lengths={}, tensors=())
         except TypeError:
             return None  # written by another version of GGUFInfo
 
     def remember_gguf(self, digest: str, info: GGUFInfo) -> None:
-        self._gguf[digest] = asdict(info)
+        facts = asdict(info)
+        for name in _BULKY_FIELDS:
+            facts.pop(name, None)
+        self._gguf[digest] = facts
         self._dirty = True
 
     def save(self) -> None:

@@ -318,6 +318,11 @@ class _State:
         problem = func.check_arity(count)
         if problem is not None:
             self.error(problem)
+        if func.nil_type is not None:
+            for arg in args[1:]:
+                if isinstance(arg, NilNode):
+                    self.at(arg)
+                    self.error(f"cannot assign nil to {func.nil_type}")
         values: list[Any]
         if func.lazy:
             values = [self.thunk(dot, arg) for arg in args[1:]]

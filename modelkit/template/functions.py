@@ -29,13 +29,18 @@ class FuncError(Exception):
 
 @dataclass(frozen=True)
 class GoFunc:
-    """A template function: ``fn(*args)``, its arity, and whether it takes thunks (lazy)."""
+    """A template function: ``fn(*args)``, its arity, and whether it takes thunks (lazy).
+
+    ``nil_type`` is the Go parameter type a literal ``nil`` argument cannot be assigned to
+    (``reflect.Value`` for most built-ins), or ``None`` when its parameters are ``any``.
+    """
 
     name: str
     fn: Callable[..., Any]
     min_args: int
     max_args: int | None = None
     lazy: bool = False
+    nil_type: str | None = "reflect.Value"
 
     def check_arity(self, got: int) -> str | None:
         """Go's arity message when ``got`` arguments do not fit, else ``None``."""
@@ -338,15 +343,15 @@ BUILTINS: Mapping[str, GoFunc] = _funcs(
     GoFunc("len", _len, 1, 1),
     GoFunc("index", _index, 1, None),
     GoFunc("slice", _slice, 1, None),
-    GoFunc("print", _print, 0, None),
-    GoFunc("printf", _printf, 1, None),
-    GoFunc("println", _println, 0, None),
-    GoFunc("html", _html, 0, None),
-    GoFunc("js", _js, 0, None),
-    GoFunc("urlquery", _urlquery, 0, None),
+    GoFunc("print", _print, 0, None, nil_type=None),
+    GoFunc("printf", _printf, 1, None, nil_type=None),
+    GoFunc("println", _println, 0, None, nil_type=None),
+    GoFunc("html", _html, 0, None, nil_type=None),
+    GoFunc("js", _js, 0, None, nil_type=None),
+    GoFunc("urlquery", _urlquery, 0, None, nil_type=None),
     GoFunc("call", _call, 1, None),
-    GoFunc("json", _json, 1, 1),
-    GoFunc("currentDate", _current_date, 0, None),
-    GoFunc("yesterdayDate", _yesterday_date, 0, None),
-    GoFunc("toTypeScriptType", _to_typescript_type, 1, 1),
+    GoFunc("json", _json, 1, 1, nil_type=None),
+    GoFunc("currentDate", _current_date, 0, None, nil_type="string"),
+    GoFunc("yesterdayDate", _yesterday_date, 0, None, nil_type="string"),
+    GoFunc("toTypeScriptType", _to_typescript_type, 1, 1, nil_type=None),
 )

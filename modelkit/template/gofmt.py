@@ -42,6 +42,7 @@ class _Spec:
     sharp: bool = False
     space: bool = False
     zero: bool = False
+    plus_v: bool = False
     width: int | None = None
     prec: int | None = None
 
@@ -269,7 +270,7 @@ def _format_struct(value: GoStruct, verb: str, spec: _Spec) -> str:
     parts = []
     for name, field_value in value.go_field_items():
         text = _format_arg(field_value, verb, spec)
-        parts.append(f"{name}:{text}" if spec.plus and verb == "v" else text)
+        parts.append(f"{name}:{text}" if spec.plus_v and verb == "v" else text)
     return "{" + " ".join(parts) + "}"
 
 
@@ -442,6 +443,8 @@ class _Directive:
             return
         arg = self.args[self.argi]
         self.argi += 1
+        if verb == "v" and flags.pop("plus", False):
+            flags["plus_v"] = True  # %+v names struct fields; it signs no numbers
         spec = _Spec(width=width, prec=prec, **flags)
         self.out.append(_format_arg(arg, verb, spec))
 

@@ -11,7 +11,8 @@ Python                      in a template
                             .Function.Arguments``: a map that ranges by sorted key and
                             prints as JSON; JSON numbers are float64, as in Go)
 :class:`Tool`               ``.Type .Items .Function`` (``.Function.Name .Description
-                            .Parameters``); a tool, and the ``.Tools`` list, print as JSON
+                            .Parameters``); a tool, its function and the ``.Tools`` list
+                            print as JSON
 :class:`ToolFunctionParameters`  ``.Type .Defs .Items .Required .Properties`` (a map of
                             :class:`ToolProperty`, sorted, printing as JSON)
 :class:`ToolProperty`       ``.Type`` (prints ``string`` or ``[string null]``) ``.Description
@@ -335,6 +336,10 @@ class ToolFunction(GoStruct):
             "description": self.description,
             "parameters": self.parameters.go_json(),
         }
+
+    def go_string(self) -> str:
+        """A tool function prints as its JSON (templates write ``"function": {{ .Function }}``)."""
+        return go_json(self, on_error="")
 
 
 @dataclass

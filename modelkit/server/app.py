@@ -1,0 +1,53 @@
+"""The Ollama HTTP API as a FastAPI app: routes, error mapping, Ollama's 404/405 texts."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.exceptions import HTTPException
+
+from modelkit import __version__
+from modelkit.config import Settings
+from modelkit.errors import ModelkitError
+from modelkit.server import routes_models
+from modelkit.server.errors import APIError, error_response, handle_api_error, handle_domain_error
+from modelkit.server.state import ServerState
+from modelkit.store import Store
+
+
+async def _http_error(_: Request, err: Exception) -> Response:
+    assert isinstance(err, HTTPException)
+    if err.status_code == 404:
+        return PlainTextResponse("404 page not found", status_code=404)
+    if err.status_code == 405:
+        return PlainTextResponse("405 method not allowed", status_code=405)
+    return error_response(err.status_code, str(err.detail))
+
+
+async def _validation_error(_: Request, err: Exception) -> JSONResponse:
+    assert isinstance(err, RequestValidationError)
+    return error_response(400, str(err.errors()[0].get("msg", "invalid request")))
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings.from_env()
+    app = FastAPI(title="modelkit", version=__version__, docs_url=None, redoc_url=None)
+    app.state.modelkit = ServerState(settings=settings, store=Store(settings.models))
+    app.add_exception_handler(APIError, handle_api_error)
+    app.add_exception_handler(ModelkitError, handle_domain_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+
+    @app.get("/")
+    @app.head("/")
+    def root() -> PlainTextResponse:
+        return PlainTextResponse("Ollama is running")
+
+    @app.get("/api/version")
+    @app.head("/api/version")
+    def version() -> dict[str, str]:
+        return {"version": __version__}
+
+    app.include_router(routes_models.router)
+    return app

@@ -1,0 +1,32 @@
+"""Server fixtures: a store with a built tiny model."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from modelkit.build import BuildCache, execute_build, plan_build
+from modelkit.modelfile import parse
+from modelkit.names import ModelName
+from modelkit.store import Store
+
+TINY_MODELFILE = (
+    "FROM {path}\n"
+    "SYSTEM You are terse.\n"
+    "PARAMETER stop <|im_end|>\nPARAMETER temperature 0\n"
+    "LICENSE MIT\nMESSAGE user hi\n"
+)
+
+
+@pytest.fixture
+def tiny_store(ollama_models: Path, tiny_gguf: Path, tmp_path: Path) -> Store:
+    """``$OLLAMA_MODELS`` holding ``tiny:latest`` built from the tiny GGUF."""
+    local = tmp_path / "tiny.gguf"
+    shutil.copy(tiny_gguf, local)
+    store = Store(ollama_models)
+    cache = BuildCache.for_store(store.root)
+    plan = plan_build(parse(TINY_MODELFILE.format(path=local)), store, cache)
+    execute_build(plan, ModelName.parse("tiny"), store, cache)
+    return store
