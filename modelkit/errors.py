@@ -118,3 +118,7 @@ class TemplateError(ModelkitError):
             return f"template: {self.name}: {self.message}" if self.name else self.message
         where = f"{self.name}:{self.line}" + (f":{self.col}" if self.col >= 0 else "")
         return f"template: {where}: {self.message}"
+
+
+class InferenceError(ModelkitError):
+    """A model that cannot be loaded or run (bad weights or adapter, a failed decode, ...)."""

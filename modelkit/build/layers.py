@@ -8,7 +8,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from modelkit.modelfile import Modelfile, typed_parameters
 from modelkit.store import (
     MEDIA_TYPE_LICENSE,
     MEDIA_TYPE_MESSAGES,
@@ -67,13 +66,6 @@ def params_bytes(params: dict[str, Any]) -> bytes:
 
 def messages_bytes(messages: list[tuple[str, str]]) -> bytes:
     return go_json_dumps([{"role": r, "content": c} for r, c in messages], newline=True)
-
-
-def merged_parameters(inherited: dict[str, Any], modelfile: Modelfile) -> dict[str, Any]:
-    """The child's parameters over the parent's: keys in the child win, lists replace."""
-    merged = dict(inherited)
-    merged.update(typed_parameters(modelfile))
-    return merged
 
 
 def is_text_layer(media_type: str) -> bool:

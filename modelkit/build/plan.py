@@ -11,15 +11,14 @@ from typing import Any
 from modelkit.build.cache import BuildCache, FileStamp
 from modelkit.build.layers import (
     PlannedLayer,
-    merged_parameters,
     messages_bytes,
     params_bytes,
     text_layer,
 )
-from modelkit.build.paths import existing_path, expand_path
-from modelkit.build.sources import FromRef, ResolvedBase, Source, default_sources, resolve_from
+from modelkit.build.sources import ResolvedBase, Source, default_sources, resolve_from
+from modelkit.build.spec import BuildSpec, LocalFile, spec_from_modelfile
 from modelkit.errors import BuildError
-from modelkit.modelfile import Instruction, Modelfile
+from modelkit.modelfile import Modelfile
 from modelkit.store import (
     MEDIA_TYPE_ADAPTER,
     MEDIA_TYPE_DRAFT,
@@ -44,7 +43,7 @@ EMPTY_DIGEST = "sha256:" + "0" * 64
 class BuildPlan:
     """Everything a build will write, in manifest order, plus the config blob."""
 
-    modelfile: Modelfile
+    spec: BuildSpec
     base: ResolvedBase
     layers: list[PlannedLayer]
     config: ModelConfig
@@ -53,12 +52,6 @@ class BuildPlan:
     @property
     def new_bytes(self) -> int:
         return sum(layer.size for layer in self.layers if layer.status == "new")
-
-
-def modelfile_dir(modelfile: Modelfile) -> Path:
-    if modelfile.path.startswith("<"):
-        return Path.cwd()
-    return Path(modelfile.path).absolute().parent
 
 
 class Planner:
@@ -71,25 +64,28 @@ class Planner:
 
     # -- FROM -------------------------------------------------------------------------------
 
-    def resolve_base(self, modelfile: Modelfile) -> ResolvedBase:
-        base_dir = modelfile_dir(modelfile)
-        resolved: list[ResolvedBase] = []
-        for instruction in modelfile.froms:
-            ref = FromRef(instruction.value, existing_path(instruction.value, base_dir))
-            resolved.append(self._located(instruction, lambda r=ref: resolve_from(r, self.sources)))
+    def resolve_base(self, spec: BuildSpec) -> ResolvedBase:
+        if spec.base is not None:
+            return spec.base
+        resolved = [
+            self._located(item.line, lambda r=item.ref: resolve_from(r, self.sources))
+            for item in spec.froms
+        ]
+        if not resolved:
+            raise BuildError("no FROM line")
         parents = [r for r in resolved if r.parent is not None]
         if parents:
             # As in Ollama: a FROM naming a model wins over local files.
-            return parents[-1]
+            return parents[-1]  # type: ignore[no-any-return]
         files = [f for r in resolved for f in r.files]
         return ResolvedBase(description=", ".join(r.description for r in resolved), files=files)
 
-    def _located(self, instruction: Instruction, action: Any) -> Any:
+    def _located(self, line: int, action: Any) -> Any:
         try:
             return action()
         except BuildError as err:
-            if instruction.pos.line and not str(err).startswith("line "):
-                raise BuildError(f"line {instruction.pos.line}: {err}") from None
+            if line and not str(err).startswith("line "):
+                raise BuildError(f"line {line}: {err}") from None
             raise
 
     # -- file layers ------------------------------------------------------------------------
@@ -151,63 +147,57 @@ class Planner:
 
     # -- the whole plan ---------------------------------------------------------------------
 
-    def plan(self, modelfile: Modelfile) -> BuildPlan:
-        base = self.resolve_base(modelfile)
+    def plan(self, spec: BuildSpec | Modelfile) -> BuildPlan:
+        if isinstance(spec, Modelfile):
+            spec = spec_from_modelfile(spec)
+        base = self.resolve_base(spec)
         if base.parent is not None:
             layers = self.inherited_layers(base)
         else:
-            layers = [
-                self.file_layer(f.path, f.key) for f in sorted(base.files, key=lambda f: f.key)
-            ]
-        layers += self.adapter_layers(modelfile)
-        layers += self.draft_layers(modelfile, base)
-        layers = self.merge_text_layers(layers, modelfile)
-        config = self.config_for(layers, base, modelfile)
-        return BuildPlan(modelfile=modelfile, base=base, layers=layers, config=config)
+            ordered = sorted(base.files, key=lambda f: f.key)
+            layers = [self.file_layer(f.path, f.key) for f in ordered]
+        layers += [self._located(a.line, lambda a=a: self.adapter_layer(a)) for a in spec.adapters]
+        layers += self.draft_layers(spec, base)
+        layers = self.merge_text_layers(layers, spec)
+        config = self.config_for(layers, base, spec)
+        return BuildPlan(spec=spec, base=base, layers=layers, config=config)
 
-    def adapter_layers(self, modelfile: Modelfile) -> list[PlannedLayer]:
-        if not modelfile.adapters:
-            return []
-        adapter = modelfile.adapters[-1]  # Ollama keeps only the last ADAPTER
-        path = expand_path(adapter.path, modelfile_dir(modelfile))
+    def adapter_layer(self, adapter: LocalFile) -> PlannedLayer:
+        path = adapter.path
+        if not path.exists():
+            raise BuildError(f"ADAPTER {adapter.raw}: no such file ({path})")
+        if path.is_dir() or path.suffix == ".safetensors":
+            raise BuildError(
+                f"ADAPTER {adapter.raw}: safetensors adapters are not supported yet; "
+                "convert the LoRA to GGUF (llama.cpp's convert_lora_to_gguf.py)"
+            )
+        layer = self.file_layer(path, adapter.key or path.name, MEDIA_TYPE_ADAPTER)
+        if layer.gguf is not None and not layer.gguf.is_adapter:
+            raise BuildError(f"ADAPTER {adapter.raw}: the GGUF is not a LoRA adapter")
+        return layer
 
-        def build() -> PlannedLayer:
-            if not path.exists():
-                raise BuildError(f"ADAPTER {adapter.path}: no such file ({path})")
-            if path.is_dir() or path.suffix == ".safetensors":
-                raise BuildError(
-                    f"ADAPTER {adapter.path}: safetensors adapters are not supported yet; "
-                    "convert the LoRA to GGUF (llama.cpp's convert_lora_to_gguf.py)"
-                )
-            layer = self.file_layer(path, path.name, MEDIA_TYPE_ADAPTER)
-            if layer.gguf is not None and not layer.gguf.is_adapter:
-                raise BuildError(f"ADAPTER {adapter.path}: the GGUF is not a LoRA adapter")
-            return layer
-
-        return [self._located(adapter, build)]
-
-    def draft_layers(self, modelfile: Modelfile, base: ResolvedBase) -> list[PlannedLayer]:
-        layers = []
+    def draft_layers(self, spec: BuildSpec, base: ResolvedBase) -> list[PlannedLayer]:
+        layers: list[PlannedLayer] = []
         from_paths = {f.path.resolve() for f in base.files}
-        for draft in modelfile.drafts:
-            path = expand_path(draft.path, modelfile_dir(modelfile))
+        for draft in spec.drafts:
 
-            def build(path: Path = path, raw: str = draft.path) -> list[PlannedLayer]:
+            def build(draft: LocalFile = draft) -> list[PlannedLayer]:
+                path = draft.path
                 if not path.exists():
-                    raise BuildError(f"DRAFT {raw}: no such file ({path})")
+                    raise BuildError(f"DRAFT {draft.raw}: no such file ({path})")
                 found = [path] if path.is_file() else sorted(path.glob("*.gguf"))
                 if any(p.resolve() in from_paths for p in found):
                     raise BuildError(
                         f"DRAFT must not reference the same local path as FROM: {path}"
                     )
                 if not found:
-                    raise BuildError(f"DRAFT {raw}: no GGUF files found")
+                    raise BuildError(f"DRAFT {draft.raw}: no GGUF files found")
                 return [self.file_layer(p, p.name, MEDIA_TYPE_DRAFT) for p in found]
 
-            layers += self._located(draft, build)
+            layers += self._located(draft.line, build)
         return layers
 
-    def merge_text_layers(self, layers: list[PlannedLayer], mf: Modelfile) -> list[PlannedLayer]:
+    def merge_text_layers(self, layers: list[PlannedLayer], mf: BuildSpec) -> list[PlannedLayer]:
         """Ollama's merge: a child's template/system/messages replace the parent's, licenses
         add up, parameters merge over the parent's (in that order of layers)."""
         has = self.store.has_blob
@@ -223,13 +213,13 @@ class Planner:
         for layer in layers:
             if layer.media_type == MEDIA_TYPE_PARAMS and layer.digest:
                 inherited_params.update(self._read_json_blob(layer.digest))
-        params = merged_parameters(inherited_params, mf)
+        params = {**inherited_params, **mf.parameters}
         layers = [x for x in layers if x.media_type != MEDIA_TYPE_PARAMS]
         if params:
             layers.append(text_layer(MEDIA_TYPE_PARAMS, params_bytes(params), "PARAMETER", False))
         if mf.messages:
             layers = [x for x in layers if x.media_type != MEDIA_TYPE_MESSAGES]
-            data = messages_bytes([(m.role, m.content) for m in mf.messages])
+            data = messages_bytes(mf.messages)
             layers.append(text_layer(MEDIA_TYPE_MESSAGES, data, "MESSAGE", False))
         return [
             replace(x, status="cached") if x.data is not None and x.digest and has(x.digest) else x
@@ -258,7 +248,7 @@ class Planner:
         return info
 
     def config_for(
-        self, layers: list[PlannedLayer], base: ResolvedBase, mf: Modelfile
+        self, layers: list[PlannedLayer], base: ResolvedBase, mf: BuildSpec
     ) -> ModelConfig:
         models = [x for x in layers if x.media_type == MEDIA_TYPE_MODEL]
         if not models:
@@ -283,6 +273,9 @@ def _media_type_for(info: GGUFInfo) -> str:
 
 
 def plan_build(
-    modelfile: Modelfile, store: Store, cache: BuildCache, sources: list[Source] | None = None
+    spec: BuildSpec | Modelfile,
+    store: Store,
+    cache: BuildCache,
+    sources: list[Source] | None = None,
 ) -> BuildPlan:
-    return Planner(store, cache, sources).plan(modelfile)
+    return Planner(store, cache, sources).plan(spec)

@@ -10,7 +10,7 @@ from starlette.exceptions import HTTPException
 from modelkit import __version__
 from modelkit.config import Settings
 from modelkit.errors import ModelkitError
-from modelkit.server import routes_models
+from modelkit.server import routes_create, routes_models
 from modelkit.server.errors import APIError, error_response, handle_api_error, handle_domain_error
 from modelkit.server.state import ServerState
 from modelkit.store import Store
@@ -50,4 +50,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"version": __version__}
 
     app.include_router(routes_models.router)
+    app.include_router(routes_create.router)
     return app

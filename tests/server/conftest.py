@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from modelkit.build import BuildCache, execute_build, plan_build
 from modelkit.modelfile import parse
 from modelkit.names import ModelName
 from modelkit.store import Store
+from fixtures.server import RunningServer, running_server
 
 TINY_MODELFILE = (
     "FROM {path}\n"
@@ -30,3 +32,10 @@ def tiny_store(ollama_models: Path, tiny_gguf: Path, tmp_path: Path) -> Store:
     plan = plan_build(parse(TINY_MODELFILE.format(path=local)), store, cache)
     execute_build(plan, ModelName.parse("tiny"), store, cache)
     return store
+
+
+@pytest.fixture
+def server(tiny_store: Store, tmp_path: Path) -> Iterator[RunningServer]:
+    """A real ``modelkit serve`` process over ``tiny_store`` on a free loopback port."""
+    with running_server(tiny_store.root, tmp_path) as running:
+        yield running

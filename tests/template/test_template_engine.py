@@ -53,7 +53,7 @@ def error_of(text: str, data: dict[str, Any] | None = None) -> TemplateError:
         ("a {{/* comment */}} b", {}, "a  b"),
         ("a {{- /* comment */ -}} b", {}, "ab"),
         ("{{/* multi\nline\ncomment */}}ok", {}, "ok"),
-        ("{{ \"}}\" }}", {}, "}}"),
+        ('{{ "}}" }}', {}, "}}"),
         ("x { y } {{ .X }}", {"X": "z"}, "x { y } z"),
         ("{{\n  .X\n}}", {"X": "multi-line action"}, "multi-line action"),
         ("{{- if .X -}}\n  yes\n{{- else -}}\n  no\n{{- end -}}\n", {"X": True}, "yes"),
@@ -103,7 +103,9 @@ def test_pipelines_variables_literals(text: str, data: dict[str, Any], expected:
 
 # ---- control structures ------------------------------------------------------------------
 
-IF_CHAIN = '{{ if eq .N 1 }}one{{ else if eq .N 2 }}two{{ else if gt .N 9 }}big{{ else }}other{{ end }}'
+IF_CHAIN = (
+    "{{ if eq .N 1 }}one{{ else if eq .N 2 }}two{{ else if gt .N 9 }}big{{ else }}other{{ end }}"
+)
 
 
 @pytest.mark.parametrize(("n", "expected"), [(1, "one"), (2, "two"), (10, "big"), (5, "other")])
@@ -141,7 +143,11 @@ def test_truthiness(value: Any, truth: bool) -> None:
         ("{{ range .L }}[{{ . }}]{{ end }}", {"L": ["a", "b"]}, "[a][b]"),
         ("{{ range $i, $v := .L }}{{ $i }}={{ $v }} {{ end }}", {"L": ["a", "b"]}, "0=a 1=b "),
         ("{{ range $v := .L }}{{ $v }}{{ end }}", {"L": ["a", "b"]}, "ab"),
-        ("{{ range $k, $v := .M }}{{ $k }}:{{ $v }};{{ end }}", {"M": {"b": 2, "a": 1}}, "a:1;b:2;"),
+        (
+            "{{ range $k, $v := .M }}{{ $k }}:{{ $v }};{{ end }}",
+            {"M": {"b": 2, "a": 1}},
+            "a:1;b:2;",
+        ),
         ("{{ range .M }}{{ . }}{{ end }}", {"M": {"z": 1, "y": 2}}, "21"),
         ("{{ range 3 }}{{ . }}{{ end }}", {}, "012"),
         ("{{ range $i := 3 }}{{ $i }}{{ end }}", {}, "012"),
@@ -149,12 +155,14 @@ def test_truthiness(value: Any, truth: bool) -> None:
         ("{{ range .Missing }}x{{ else }}nil{{ end }}", {}, "nil"),
         ("{{ range 0 }}x{{ else }}zero{{ end }}", {}, "zero"),
         (
-            "{{ range .L }}{{ if eq . 2 }}{{ continue }}{{ end }}{{ if eq . 4 }}{{ break }}{{ end }}{{ . }}{{ end }}",
+            "{{ range .L }}{{ if eq . 2 }}{{ continue }}{{ end }}"
+            "{{ if eq . 4 }}{{ break }}{{ end }}{{ . }}{{ end }}",
             {"L": [1, 2, 3, 4, 5]},
             "13",
         ),
         (
-            "{{ range .A }}{{ range .B }}{{ if eq . 2 }}{{ break }}{{ end }}{{ . }}{{ end }};{{ end }}",
+            "{{ range .A }}{{ range .B }}{{ if eq . 2 }}{{ break }}{{ end }}{{ . }}{{ end }};"
+            "{{ end }}",
             {"A": [{"B": [1, 2, 3]}, {"B": [1]}]},
             "1;1;",
         ),
@@ -255,10 +263,16 @@ def test_field_of_nil_and_of_scalar() -> None:
         ('{{ len "héllo" }} {{ len .L }} {{ len .M }}', "6 3 1"),
         ('{{ index .L 1 }} {{ index .M "k" }} {{ index .N "a" 1 }}', "2 v y"),
         ('{{ index .M "absent" }}', "<no value>"),
-        ('{{ slice "hello" 1 3 }} {{ slice .L 1 }} {{ slice .L }} {{ slice .L 0 1 2 }}', "el [2 3] [1 2 3] [1]"),
+        (
+            '{{ slice "hello" 1 3 }} {{ slice .L 1 }} {{ slice .L }} {{ slice .L 0 1 2 }}',
+            "el [2 3] [1 2 3] [1]",
+        ),
         ('{{ print "a" 1 2 "b" }}', "a1 2b"),
         ("{{ println 1 2 }}", "1 2\n"),
-        ('{{ printf "%s|%5.2f|%-4d|%q|%v|%x" "s" 3.14159 7 "q" .L 255 }}', 's| 3.14|7   |"q"|[1 2 3]|ff'),
+        (
+            '{{ printf "%s|%5.2f|%-4d|%q|%v|%x" "s" 3.14159 7 "q" .L 255 }}',
+            's| 3.14|7   |"q"|[1 2 3]|ff',
+        ),
         ('{{ html "<a href=\\"x\\">&\'" }}', "&lt;a href=&#34;x&#34;&gt;&amp;&#39;"),
         ('{{ js "it\'s \\"q\\" <b> a=b\\n" }}', 'it\\\'s \\"q\\" \\u003Cb\\u003E a\\u003Db\\u000A'),
         ('{{ urlquery "a b&c=d/é" }}', "a+b%26c%3Dd%2F%C3%A9"),
@@ -373,9 +387,21 @@ def test_go_printing(value: Any, printed: str) -> None:
     ("fmt", "args", "expected"),
     [
         ("%d|%5d|%-5d|%05d|%+d", [1, 2, 3, -4, 5], "1|    2|3    |-0004|+5"),
-        ("%x|%#x|%X|%o|%O|%b|%c|%U", [255, 255, 255, 8, 8, 5, 65, 65], "ff|0xff|FF|10|0o10|101|A|U+0041"),
-        ("%f|%.2f|%8.3f|%e|%g|%G", [1.5, 3.14159, 3.14159, 1234.5678, 1e6, 1e-7], "1.500000|3.14|   3.142|1.234568e+03|1e+06|1E-07"),
-        ("%s|%q|%10s|%-4s|%.2s|%x", ["a", 'b"\n', "r", "l", "trunc", "hi"], 'a|"b\\"\\n"|         r|l   |tr|6869'),
+        (
+            "%x|%#x|%X|%o|%O|%b|%c|%U",
+            [255, 255, 255, 8, 8, 5, 65, 65],
+            "ff|0xff|FF|10|0o10|101|A|U+0041",
+        ),
+        (
+            "%f|%.2f|%8.3f|%e|%g|%G",
+            [1.5, 3.14159, 3.14159, 1234.5678, 1e6, 1e-7],
+            "1.500000|3.14|   3.142|1.234568e+03|1e+06|1E-07",
+        ),
+        (
+            "%s|%q|%10s|%-4s|%.2s|%x",
+            ["a", 'b"\n', "r", "l", "trunc", "hi"],
+            'a|"b\\"\\n"|         r|l   |tr|6869',
+        ),
         ("%t|%v|%v", [True, [1, "x"], {"k": 1}], "true|[1 x]|map[k:1]"),
         ("%+v|%v", [Point(1, "y"), Point(1, "y")], "{X:1 Y:y}|{1 y}"),
         ("%T|%T|%T|%T", [1, "s", 1.5, [1]], "int|string|float64|[]interface {}"),
@@ -467,14 +493,17 @@ def test_parse_error_column_is_go_byte_offset() -> None:
             "{{ with .Tools }}{{ . }}{{ end }} {{ .System }} {{ .Prompt }}",
             ["prompt", "response", "system", "tools"],
         ),
-        ("{{ range .Messages }}{{ .Role }} {{ .Content }}{{ end }}", ["content", "messages", "role"]),
         (
-            "{{ range .Messages }}{{ if eq .Role \"tool\" }}{{ .ToolName }}{{ end }}{{ end }}",
+            "{{ range .Messages }}{{ .Role }} {{ .Content }}{{ end }}",
+            ["content", "messages", "role"],
+        ),
+        (
+            '{{ range .Messages }}{{ if eq .Role "tool" }}{{ .ToolName }}{{ end }}{{ end }}',
             ["messages", "role", "toolname"],
         ),
         (
-            "{{- range .Messages }}\n{{- if eq .Role \"system\" }}S{{ .Content }}\n"
-            "{{- else if eq .Role \"user\" }}U{{ .Content }}\n{{- end }}\n{{- end }}",
+            '{{- range .Messages }}\n{{- if eq .Role "system" }}S{{ .Content }}\n'
+            '{{- else if eq .Role "user" }}U{{ .Content }}\n{{- end }}\n{{- end }}',
             ["content", "messages", "role"],
         ),
         (
@@ -483,7 +512,10 @@ def test_parse_error_column_is_go_byte_offset() -> None:
             ["content", "messages", "prompt", "response", "role", "system"],
         ),
         ("{{ $x := .A.B }}{{ $x.C }}{{ $ }}", ["$", "$x", "a", "b", "c", "response"]),
-        ('{{ define "t" }}{{ .Inner }}{{ end }}{{ template "t" .Outer }}', ["inner", "outer", "response"]),
+        (
+            '{{ define "t" }}{{ .Inner }}{{ end }}{{ template "t" .Outer }}',
+            ["inner", "outer", "response"],
+        ),
     ],
 )
 def test_vars(text: str, expected: list[str]) -> None:

@@ -221,7 +221,7 @@ def test_qwen25_tool_call_conversation() -> None:
     )
 
 
-def test_qwen25_generate_legacy_branch() -> None:
+def test_qwen25_generate_prompt() -> None:
     # /api/generate with a system prompt: Messages mode still (the template uses .Messages),
     # so the prompt arrives as the last user message.
     assert render_prompt(QWEN25, [SYSTEM], prompt="Hi") == (
@@ -286,7 +286,9 @@ def test_mistral_tool_call_conversation() -> None:
 
 
 def test_mistral_available_tools_before_last_user_turn() -> None:
-    assert render_prompt(MISTRAL, [SYSTEM, HELLO, Message("assistant", "Hi!"), ASK], tools=TOOLS) == (
+    assert render_prompt(
+        MISTRAL, [SYSTEM, HELLO, Message("assistant", "Hi!"), ASK], tools=TOOLS
+    ) == (
         "[INST] Hello[/INST] Hi!</s>"
         f"[AVAILABLE_TOOLS] [{TOOL_JSON}][/AVAILABLE_TOOLS]"
         "[INST] You are a helpful assistant.\n\nWhat's the weather in Paris?[/INST] "

@@ -19,7 +19,9 @@ from modelkit.template import (
     think_values,
 )
 
-MISTRAL_LEGACY = GoTemplate("[INST] {{ if .System }}{{ .System }}\n\n{{ end }}{{ .Prompt }}[/INST] ")
+MISTRAL_LEGACY = GoTemplate(
+    "[INST] {{ if .System }}{{ .System }}\n\n{{ end }}{{ .Prompt }}[/INST] "
+)
 CHATML = GoTemplate(
     "{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}"
     "<|im_start|>assistant\n"
@@ -29,7 +31,8 @@ LLAMA3_INSTRUCT = GoTemplate(
     "{{ .Content }}<|eot_id|>\n{{- end }}<|start_header_id|>assistant<|end_header_id|>\n\n"
 )
 SUFFIX = GoTemplate(
-    "{{- if .Suffix }}<PRE> {{ .Prompt }} <SUF>{{ .Suffix }} <MID>{{- else }}{{ .Prompt }}{{- end }}"
+    "{{- if .Suffix }}<PRE> {{ .Prompt }} <SUF>{{ .Suffix }} <MID>"
+    "{{- else }}{{ .Prompt }}{{- end }}"
 )
 
 SYSTEM = Message("system", "You are a helpful assistant.")
@@ -60,16 +63,23 @@ WEATHER_TOOL = Tool.from_dict(
 
 
 def test_legacy_user_assistant_user() -> None:
-    messages = [Message("user", "Hello friend!"), Message("assistant", "Hello human!"),
-                Message("user", "What is your name?")]
+    messages = [
+        Message("user", "Hello friend!"),
+        Message("assistant", "Hello human!"),
+        Message("user", "What is your name?"),
+    ]
     assert render_prompt(MISTRAL_LEGACY, messages) == (
         "[INST] Hello friend![/INST] Hello human![INST] What is your name?[/INST] "
     )
 
 
 def test_legacy_with_system() -> None:
-    messages = [Message("system", "You are a helpful assistant!"), Message("user", "Hello friend!"),
-                Message("assistant", "Hello human!"), Message("user", "What is your name?")]
+    messages = [
+        Message("system", "You are a helpful assistant!"),
+        Message("user", "Hello friend!"),
+        Message("assistant", "Hello human!"),
+        Message("user", "What is your name?"),
+    ]
     assert render_prompt(MISTRAL_LEGACY, messages) == (
         "[INST] You are a helpful assistant!\n\nHello friend![/INST] Hello human!"
         "[INST] What is your name?[/INST] "
@@ -77,9 +87,12 @@ def test_legacy_with_system() -> None:
 
 
 def test_legacy_trailing_assistant_is_a_prefill() -> None:
-    messages = [Message("user", "Hello friend!"), Message("assistant", "Hello human!"),
-                Message("user", "What is your name?"),
-                Message("assistant", "My name is Ollama and I")]
+    messages = [
+        Message("user", "Hello friend!"),
+        Message("assistant", "Hello human!"),
+        Message("user", "What is your name?"),
+        Message("assistant", "My name is Ollama and I"),
+    ]
     assert render_prompt(MISTRAL_LEGACY, messages) == (
         "[INST] Hello friend![/INST] Hello human![INST] What is your name?[/INST] "
         "My name is Ollama and I"
@@ -101,8 +114,13 @@ def test_legacy_template_with_explicit_response_and_end_marker() -> None:
 
 def test_legacy_second_system_message_starts_a_new_turn() -> None:
     template = GoTemplate("<{{ .System }}|{{ .Prompt }}|{{ .Response }}>")
-    messages = [Message("system", "s1"), Message("user", "u1"), Message("system", "s2"),
-                Message("user", "u2"), Message("tool", "ignored")]
+    messages = [
+        Message("system", "s1"),
+        Message("user", "u1"),
+        Message("system", "s2"),
+        Message("user", "u2"),
+        Message("tool", "ignored"),
+    ]
     assert render_prompt(template, messages) == "<s1|u1|><s2|u2|"
 
 
@@ -157,7 +175,9 @@ def test_messages_mode_values() -> None:
         "{{ .System }}|{{ len .Messages }}|{{ .Response }}|{{ .Think }}|{{ .ThinkLevel }}|"
         "{{ .IsThinkSet }}|{{ .Prompt }}"
     )
-    out = render_prompt(template, [Message("system", "a"), Message("system", "b"), USER1], think="high")
+    out = render_prompt(
+        template, [Message("system", "a"), Message("system", "b"), USER1], think="high"
+    )
     assert out == "a\n\nb|2||true|high|true|<no value>"
 
 
@@ -233,7 +253,9 @@ def test_think_in_legacy_and_suffix_modes() -> None:
 
 
 def test_tools_print_as_go_json() -> None:
-    template = GoTemplate("{{ .Tools }}\n{{ range .Tools }}{{ . }}|{{ json . }}{{ end }}{{ .Messages }}")
+    template = GoTemplate(
+        "{{ .Tools }}\n{{ range .Tools }}{{ . }}|{{ json . }}{{ end }}{{ .Messages }}"
+    )
     out = render_prompt(template, [USER1], tools=[WEATHER_TOOL]).split("\n")
     tool_json = (
         '{"type":"function","function":{"name":"get_weather","description":"Get the weather",'
@@ -292,14 +314,18 @@ def test_message_from_dict_with_tool_calls_and_images() -> None:
         {
             "role": "assistant",
             "content": "",
-            "tool_calls": [{"id": "c1", "function": {"index": 2, "name": "f", "arguments": {"a": 1}}}],
+            "tool_calls": [
+                {"id": "c1", "function": {"index": 2, "name": "f", "arguments": {"a": 1}}}
+            ],
             "images": ["aGk="],
         }
     )
     assert msg.tool_calls[0].id == "c1"
     assert msg.tool_calls[0].function.index == 2
     assert msg.images == [b"hi"]
-    tool_msg = Message.from_dict({"role": "tool", "content": "r", "tool_name": "f", "tool_call_id": "c1"})
+    tool_msg = Message.from_dict(
+        {"role": "tool", "content": "r", "tool_name": "f", "tool_call_id": "c1"}
+    )
     template = GoTemplate("{{ range .Messages }}{{ .ToolName }}/{{ .ToolCallID }}{{ end }}")
     assert render_prompt(template, [tool_msg]) == "f/c1"
 

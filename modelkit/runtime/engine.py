@@ -1,0 +1,614 @@
+"""A model loaded into llama.cpp (through llama-cpp-python's low-level API), and generation.
+
+:class:`LoadedModel` owns one ``llama_model``, one generation context with ``n_seq_max``
+sequence slots (each request decodes in its own slot, with its own :class:`Sequence`:
+sampler chain, stop matcher, UTF-8 decoder, counters), its LoRA adapters, and, created on
+first use, an embedding context on the same weights.
+
+Threading: a model may be used from several worker threads. Every call into a llama.cpp
+context (decode + sample of one step, or one embedding) runs under that context's lock;
+requests in different slots interleave step by step. Tokenizing only reads the vocabulary and
+runs without the lock. (llama-cpp-python must be built with ``GGML_OPENMP=OFF`` to run at
+full speed from several threads; see /work/shared/README.md.)
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import logging
+import math
+import queue
+import threading
+import time
+from collections.abc import Iterator, Sequence as Seq
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+
+from modelkit.errors import InferenceError
+from modelkit.runtime.options import (
+    LoadParams,
+    Options,
+    RuntimeSettings,
+    SamplingParams,
+    load_params,
+    resolve_options,
+    sampling_params,
+)
+from modelkit.runtime.stop import StopMatcher
+
+__all__ = [
+    "Chunk",
+    "Embeddings",
+    "GenerationStats",
+    "LoadedModel",
+    "Sequence",
+]
+
+log = logging.getLogger(__name__)
+
+_POOLING_NONE: Final = 0
+_POOLING_LAST: Final = 3
+_POOLING_UNSPECIFIED: Final = -1
+
+_backend_lock = threading.Lock()
+_backend_ready = False
+
+
+def _llama() -> Any:
+    """The ``llama_cpp`` module (imported lazily: it is an optional dependency)."""
+    global _backend_ready
+    try:
+        import llama_cpp
+    except ImportError as err:  # pragma: no cover - depends on the installation
+        raise InferenceError(
+            "llama-cpp-python is not installed (pip install 'modelkit[runtime]')"
+        ) from err
+    with _backend_lock:
+        if not _backend_ready:
+            llama_cpp.llama_backend_init()
+            _backend_ready = True
+    return llama_cpp
+
+
+@dataclass
+class GenerationStats:
+    """The final numbers of one generation, as Ollama reports them (durations in ns)."""
+
+    done_reason: str  # "stop" | "length"
+    prompt_eval_count: int
+    prompt_eval_duration: int
+    eval_count: int
+    eval_duration: int
+    load_duration: int
+    total_duration: int
+    context: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Chunk:
+    """A piece of generated text; the last one has ``done`` set and carries ``stats``."""
+
+    text: str
+    done: bool = False
+    stats: GenerationStats | None = None
+
+    @property
+    def done_reason(self) -> str | None:
+        return self.stats.done_reason if self.stats else None
+
+
+@dataclass
+class Embeddings:
+    """Normalized embedding vectors and the number of tokens evaluated to make them."""
+
+    vectors: list[list[float]]
+    prompt_eval_count: int
+
+
+class Sequence:
+    """One request's decoding state in one slot (``seq_id``) of a shared llama context.
+
+    Holds everything that belongs to the request, so several sequences can live in the same
+    context: the tokens in the slot's KV cache, the sampler chain (penalty history, RNG), the
+    stop matcher, the incremental UTF-8 decoder and the counters.
+    """
+
+    def __init__(self, seq_id: int, prompt: list[int], params: SamplingParams, n_ctx: int):
+        llama_cpp = _llama()
+        from llama_cpp._internals import LlamaSampler
+
+        self.seq_id = seq_id
+        self.params = params
+        self.n_ctx = n_ctx
+        self.prompt = prompt
+        self.generated: list[int] = []
+        self.matcher = StopMatcher(params.stop)
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.prompt_eval_duration = 0
+        self.eval_duration = 0
+        self.done_reason: str | None = None
+        self.sampler: Any = LlamaSampler()
+        self._build_sampler(llama_cpp)
+
+    def _build_sampler(self, llama_cpp: Any) -> None:
+        p, s = self.params, self.sampler
+        last_n = self.n_ctx if p.repeat_last_n < 0 else p.repeat_last_n
+        if last_n != 0 and (
+            p.repeat_penalty != 1.0 or p.frequency_penalty != 0.0 or p.presence_penalty != 0.0
+        ):
+            s.add_penalties(0, last_n, p.repeat_penalty, p.frequency_penalty, p.presence_penalty)
+        if p.temperature <= 0:
+            s.add_greedy()
+            return
+        if p.top_k > 0:
+            s.add_top_k(p.top_k)
+        if 0 < p.typical_p < 1:
+            s.add_typical(p.typical_p, 1)
+        if 0 < p.top_p < 1:
+            s.add_top_p(p.top_p, 1)
+        if p.min_p > 0:
+            s.add_min_p(p.min_p, 1)
+        s.add_temp(p.temperature)
+        s.add_dist(p.seed)
+
+    @property
+    def n_past(self) -> int:
+        """Tokens of this sequence in the KV cache once the last sampled one is decoded."""
+        return len(self.prompt) + len(self.generated)
+
+    def decode_text(self, piece: bytes, *, final: bool = False) -> str:
+        return self._utf8.decode(piece, final=final)
+
+    def close(self) -> None:
+        self.sampler.close()
+
+
+class LoadedModel:
+    """A GGUF model (plus LoRA adapters) loaded for generation and embeddings.
+
+    Build one from files (``LoadedModel(path, adapters=[...], load=LoadParams)``) or from the
+    store (:meth:`from_store`). ``close()`` (or a ``with`` block) frees it.
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        *,
+        adapters: Seq[str | Path] = (),
+        load: LoadParams | None = None,
+        model_params: dict[str, Any] | None = None,
+        verbose: bool = False,
+    ) -> None:
+        started = time.perf_counter_ns()
+        llama_cpp = _llama()
+        from llama_cpp._internals import LlamaBatch, LlamaContext, LlamaModel
+
+        if not verbose:
+            logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
+        self.model_path = Path(model_path)
+        self.adapter_paths = [Path(a) for a in adapters]
+        self.model_params: dict[str, Any] = dict(model_params or {})
+        self.load_params = load or load_params(resolve_options(self.model_params, None))
+        lp = self.load_params
+        if not self.model_path.is_file():
+            raise InferenceError(f"model weights not found: {self.model_path}")
+
+        mparams = llama_cpp.llama_model_default_params()
+        mparams.n_gpu_layers = lp.n_gpu_layers
+        mparams.main_gpu = lp.main_gpu
+        mparams.load_mode = llama_cpp.LLAMA_LOAD_MODE_MMAP if lp.use_mmap else 0
+        try:
+            # verbose=True: do not let the wrapper redirect file descriptors (not
+            # thread-safe); llama.cpp's log output is filtered by the logger level instead.
+            self._model: Any = LlamaModel(
+                path_model=str(self.model_path), params=mparams, verbose=True
+            )
+        except (ValueError, RuntimeError) as err:
+            raise InferenceError(f"failed to load model {self.model_path}: {err}") from None
+        self._closed = False
+        try:
+            self._vocab = self._model.vocab
+            self.n_ctx_train: int = llama_cpp.llama_model_n_ctx_train(self._model.model)
+            self.n_vocab: int = llama_cpp.llama_vocab_n_tokens(self._vocab)
+            self.n_embd: int = llama_cpp.llama_model_n_embd(self._model.model)
+            n_ctx = lp.n_ctx if self.n_ctx_train <= 0 else min(lp.n_ctx, self.n_ctx_train)
+            self.n_ctx: int = max(n_ctx, 4)
+            """Context positions available to one sequence (request)."""
+            self.n_seq_max = max(lp.n_seq_max, 1)
+            self.n_batch = max(min(lp.n_batch, self.n_ctx), 1)
+            self._adapters: list[Any] = [self._load_adapter(llama_cpp, p) for p in adapters]
+            self._ctx: Any = LlamaContext(
+                model=self._model,
+                params=self._context_params(llama_cpp, embeddings=False),
+                verbose=True,
+            )
+            self._apply_adapters(llama_cpp, self._ctx)
+            self._batch: Any = LlamaBatch(n_tokens=self.n_batch, embd=0, n_seq_max=1)
+        except ValueError as err:
+            self._model.close()
+            raise InferenceError(
+                f"failed to create a context for {self.model_path}: {err}"
+            ) from None
+        except BaseException:
+            self._model.close()
+            raise
+        self._lock = threading.Lock()
+        self._slots: queue.SimpleQueue[int] = queue.SimpleQueue()
+        for seq_id in range(self.n_seq_max):
+            self._slots.put(seq_id)
+        self._embed_lock = threading.Lock()
+        self._embed_ctx: Any = None
+        self._embed_batch: Any = None
+        self.load_duration = time.perf_counter_ns() - started
+
+    # -- loading -----------------------------------------------------------------------------
+
+    @classmethod
+    def from_store(
+        cls,
+        store: Any,
+        name: Any,
+        *,
+        options: dict[str, Any] | None = None,
+        settings: RuntimeSettings | None = None,
+        verbose: bool = False,
+    ) -> LoadedModel:
+        """Load a model of the store by name (a ``ModelName`` or a string to parse).
+
+        ``options`` are the request's options (their load-time part decides the context);
+        the model's own PARAMETERs come first. Raises ModelNotFoundError, OptionTypeError or
+        :class:`InferenceError`.
+        """
+        from modelkit.names import ModelName
+        from modelkit.store.view import view_model
+
+        model_name = name if isinstance(name, ModelName) else ModelName.parse(str(name))
+        view = view_model(store, model_name)
+        if view.model is None:
+            raise InferenceError(f"model {model_name.display} has no model weights layer")
+        opts = resolve_options(view.parameters, options, settings)
+        return cls(
+            store.blob_path(view.model.digest),
+            adapters=[store.blob_path(a.digest) for a in view.adapters],
+            load=load_params(opts, settings),
+            model_params=view.parameters,
+            verbose=verbose,
+        )
+
+    def _context_params(self, llama_cpp: Any, *, embeddings: bool, pooling: int = -1) -> Any:
+        lp = self.load_params
+        cparams = llama_cpp.llama_context_default_params()
+        if embeddings:
+            cparams.n_ctx = self.n_ctx
+            cparams.n_batch = cparams.n_ubatch = self.n_ctx  # a text must fit one ubatch
+            cparams.n_seq_max = 1
+            cparams.embeddings = True
+            cparams.pooling_type = pooling
+        else:
+            cparams.n_ctx = self.n_ctx * self.n_seq_max
+            cparams.n_batch = cparams.n_ubatch = self.n_batch
+            cparams.n_seq_max = self.n_seq_max
+        cparams.n_threads = cparams.n_threads_batch = lp.n_threads
+        cparams.flash_attn_type = lp.flash_attn
+        cparams.type_k = lp.type_k
+        cparams.type_v = lp.type_v
+        return cparams
+
+    def _load_adapter(self, llama_cpp: Any, path: str | Path) -> Any:
+        if not Path(path).is_file():
+            raise InferenceError(f"LoRA adapter not found: {path}")
+        handle = llama_cpp.llama_adapter_lora_init(self._model.model, str(path).encode())
+        # A failed load returns a NULL pointer object, which is falsy but not None: using it
+        # would crash the process at the first decode instead of failing here.
+        if not handle:
+            raise InferenceError(
+                f"failed to load LoRA adapter {path} (wrong format or base model?)"
+            )
+        return handle
+
+    def _apply_adapters(self, llama_cpp: Any, ctx: Any) -> None:
+        if not self._adapters:
+            return
+        n = len(self._adapters)
+        handles = (llama_cpp.llama_adapter_lora_p_ctypes * n)(*self._adapters)
+        scales = (ctypes.c_float * n)(*([1.0] * n))
+        if llama_cpp.llama_set_adapters_lora(ctx.ctx, handles, n, scales) != 0:
+            raise InferenceError(f"failed to apply LoRA adapters to {self.model_path}")
+
+    @property
+    def adapters_loaded(self) -> int:
+        """How many LoRA adapters are loaded (each with a checked, non-null handle)."""
+        return len(self._adapters)
+
+    def close(self) -> None:
+        """Free the contexts and the weights (idempotent; the object is unusable after)."""
+        if self._closed:
+            return
+        self._closed = True
+        with self._lock, self._embed_lock:
+            for obj in (self._embed_batch, self._embed_ctx, self._batch, self._ctx):
+                if obj is not None:
+                    obj.close()
+            self._model.close()  # also frees the adapters
+
+    def __enter__(self) -> LoadedModel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise InferenceError("the model has been unloaded")
+
+    # -- tokens ------------------------------------------------------------------------------
+
+    def tokenize(
+        self, text: str, *, add_special: bool = True, parse_special: bool = True
+    ) -> list[int]:
+        """Token ids of ``text`` (BOS added when the model wants it and ``add_special``)."""
+        self._check_open()
+        llama_cpp = _llama()
+        data = text.encode("utf-8")
+        size = len(data) + 8
+        for _ in range(2):
+            buf = (llama_cpp.llama_token * size)()
+            n = llama_cpp.llama_tokenize(
+                self._vocab, data, len(data), buf, size, add_special, parse_special
+            )
+            if n >= 0:
+                return list(buf[:n])
+            size = -n
+        raise InferenceError(f"failed to tokenize {len(data)} bytes of text")
+
+    def token_bytes(self, token: int, *, special: bool = False) -> bytes:
+        llama_cpp = _llama()
+        size = 64
+        for _ in range(2):
+            buf = ctypes.create_string_buffer(size)
+            n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, size, 0, special)
+            if n >= 0:
+                return buf.raw[:n]
+            size = -n
+        raise InferenceError(f"failed to detokenize token {token}")
+
+    def detokenize(self, tokens: Seq[int], *, special: bool = False) -> str:
+        """The text of ``tokens`` (control tokens rendered only with ``special``)."""
+        self._check_open()
+        data = b"".join(self.token_bytes(t, special=special) for t in tokens)
+        return data.decode("utf-8", errors="replace")
+
+    def is_eog(self, token: int) -> bool:
+        return bool(_llama().llama_vocab_is_eog(self._vocab, token))
+
+    # -- generation --------------------------------------------------------------------------
+
+    def resolve(self, request_options: dict[str, Any] | None = None) -> Options:
+        """This model's PARAMETERs overlaid with ``request_options`` (Ollama precedence)."""
+        return resolve_options(self.model_params, request_options)
+
+    def generate(
+        self,
+        prompt: str,
+        options: Options | None = None,
+        *,
+        stream: bool = True,
+        truncate: bool = True,
+    ) -> Iterator[Chunk]:
+        """Generate a completion of ``prompt`` (already rendered by a template).
+
+        Yields text deltas (``stream=True``) or one chunk with all the text, then/with the
+        final chunk (``done=True``, ``stats``). Stop strings never appear in the output. A
+        prompt longer than the context keeps its first ``num_keep`` and its last tokens
+        (``truncate=True``) or raises InferenceError. The generator may be closed early; its
+        slot is then released.
+        """
+        started = time.perf_counter_ns()
+        self._check_open()
+        opts = options if options is not None else self.resolve()
+        params = sampling_params(opts)
+        tokens = self._fit_prompt(self.tokenize(prompt), params.num_keep, truncate=truncate)
+        seq_id = self._slots.get()
+        seq: Sequence | None = None
+        try:
+            seq = Sequence(seq_id, tokens, params, self.n_ctx)
+            yield from self._run(seq, started, stream=stream)
+        finally:
+            if seq is not None:
+                seq.close()
+            with self._lock:
+                if not self._closed:
+                    _llama().llama_memory_seq_rm(self._ctx.memory, seq_id, -1, -1)
+            self._slots.put(seq_id)
+
+    def _fit_prompt(self, tokens: list[int], num_keep: int, *, truncate: bool) -> list[int]:
+        if not tokens:
+            raise InferenceError("the prompt is empty (no tokens)")
+        if len(tokens) <= self.n_ctx:
+            return tokens
+        if not truncate:
+            raise InferenceError("the input length exceeds the context length")
+        keep = min(max(num_keep, 0), self.n_ctx - 1)
+        discard = len(tokens) - self.n_ctx
+        log.warning(
+            "truncating input prompt: limit=%d prompt=%d keep=%d", self.n_ctx, len(tokens), keep
+        )
+        return tokens[:keep] + tokens[keep + discard :]
+
+    def _step(self, seq: Sequence, tokens: list[int], pos: int) -> int:
+        """Decode ``tokens`` at ``pos`` in ``seq``'s slot, then sample its next token."""
+        llama_cpp = _llama()
+        with self._lock:
+            self._check_open()
+            batch = self._batch.batch
+            for start in range(0, len(tokens), self.n_batch):
+                part = tokens[start : start + self.n_batch]
+                batch.n_tokens = len(part)
+                for i, tok in enumerate(part):
+                    batch.token[i] = tok
+                    batch.pos[i] = pos + start + i
+                    batch.n_seq_id[i] = 1
+                    batch.seq_id[i][0] = seq.seq_id
+                    batch.logits[i] = False
+                batch.logits[len(part) - 1] = True
+                rc = llama_cpp.llama_decode(self._ctx.ctx, batch)
+                if rc != 0:
+                    raise InferenceError(f"llama_decode failed with code {rc}")
+            token: int = seq.sampler.sample(self._ctx, -1)
+        seq.sampler.accept(token)
+        return token
+
+    def _run(self, seq: Sequence, started: int, *, stream: bool) -> Iterator[Chunk]:
+        p = seq.params
+        # Prompt tokens feed the repetition penalties, as in llama.cpp's server.
+        history = seq.prompt if p.repeat_last_n < 0 else seq.prompt[-p.repeat_last_n :]
+        if p.repeat_last_n != 0:
+            for tok in history:
+                seq.sampler.accept(tok)
+        t0 = time.perf_counter_ns()
+        token = self._step(seq, seq.prompt, 0)
+        seq.prompt_eval_duration = time.perf_counter_ns() - t0
+        pieces: list[str] = []
+        t_eval = time.perf_counter_ns()
+        while True:
+            seq.generated.append(token)
+            if self.is_eog(token):
+                seq.done_reason = "stop"
+                break
+            text = seq.decode_text(self.token_bytes(token))
+            out = seq.matcher.feed(text) if text else ""
+            if out:
+                if stream:
+                    seq.eval_duration += time.perf_counter_ns() - t_eval
+                    yield Chunk(out)
+                    t_eval = time.perf_counter_ns()
+                else:
+                    pieces.append(out)
+            if seq.matcher.stopped:
+                seq.done_reason = "stop"
+                break
+            if p.num_predict > 0 and len(seq.generated) >= p.num_predict:
+                seq.done_reason = "length"
+                break
+            if seq.n_past > self.n_ctx:  # no room left to decode the sampled token
+                seq.done_reason = "length"
+                break
+            token = self._step(seq, [token], seq.n_past - 1)
+        seq.eval_duration += time.perf_counter_ns() - t_eval
+        rest = seq.matcher.feed(seq.decode_text(b"", final=True)) + seq.matcher.flush()
+        output = [t for t in seq.generated if not self.is_eog(t)]
+        stats = GenerationStats(
+            done_reason=seq.done_reason,
+            prompt_eval_count=len(seq.prompt),
+            prompt_eval_duration=max(seq.prompt_eval_duration, 1),
+            eval_count=len(seq.generated),
+            eval_duration=max(seq.eval_duration, 1),
+            load_duration=self.load_duration,
+            total_duration=time.perf_counter_ns() - started,
+            context=seq.prompt + output,
+        )
+        final_text = rest if stream else "".join(pieces) + rest
+        yield Chunk(final_text, done=True, stats=stats)
+
+    # -- embeddings --------------------------------------------------------------------------
+
+    def _embedding_context(self) -> Any:
+        """The embedding context (created on first use, on the same weights)."""
+        if self._embed_ctx is None:
+            llama_cpp = _llama()
+            from llama_cpp._internals import LlamaBatch, LlamaContext
+
+            try:
+                ctx = LlamaContext(
+                    model=self._model,
+                    params=self._context_params(llama_cpp, embeddings=True),
+                    verbose=True,
+                )
+                if llama_cpp.llama_pooling_type(ctx.ctx) == _POOLING_NONE:
+                    # A generative model: one vector per text from its last token, as
+                    # Ollama's runner does.
+                    ctx.close()
+                    ctx = LlamaContext(
+                        model=self._model,
+                        params=self._context_params(
+                            llama_cpp, embeddings=True, pooling=_POOLING_LAST
+                        ),
+                        verbose=True,
+                    )
+            except ValueError as err:
+                raise InferenceError(f"failed to create an embedding context: {err}") from None
+            self._apply_adapters(llama_cpp, ctx)
+            self._embed_batch = LlamaBatch(n_tokens=self.n_ctx, embd=0, n_seq_max=1)
+            self._embed_ctx = ctx
+        return self._embed_ctx
+
+    def embed(
+        self, texts: Seq[str], *, truncate: bool = True, dimensions: int | None = None
+    ) -> list[list[float]]:
+        """One L2-normalized vector per text (Ollama's /api/embed)."""
+        return self.embed_with_stats(texts, truncate=truncate, dimensions=dimensions).vectors
+
+    def embed_with_stats(
+        self, texts: Seq[str], *, truncate: bool = True, dimensions: int | None = None
+    ) -> Embeddings:
+        """:meth:`embed` plus the number of tokens evaluated (``prompt_eval_count``).
+
+        A text longer than the context is cut to fit (``truncate``) or raises
+        InferenceError; ``dimensions`` below the model's size truncates each vector, which is
+        then normalized again. NaN/Inf in a result raises InferenceError.
+        """
+        self._check_open()
+        vectors: list[list[float]] = []
+        count = 0
+        for text in texts:
+            tokens = self.tokenize(text)
+            if not tokens:
+                raise InferenceError("cannot embed an empty input")
+            if len(tokens) > self.n_ctx:
+                if not truncate:
+                    raise InferenceError("the input length exceeds the context length")
+                tokens = tokens[: self.n_ctx]
+            count += len(tokens)
+            vec = self._embed_tokens(tokens)
+            if dimensions is not None and 0 < dimensions < len(vec):
+                vec = vec[:dimensions]
+            vectors.append(_normalize(vec))
+        return Embeddings(vectors=vectors, prompt_eval_count=count)
+
+    def _embed_tokens(self, tokens: list[int]) -> np.ndarray[Any, np.dtype[np.float64]]:
+        llama_cpp = _llama()
+        with self._embed_lock:
+            self._check_open()
+            ctx = self._embedding_context()
+            llama_cpp.llama_memory_clear(ctx.memory, True)
+            batch = self._embed_batch.batch
+            batch.n_tokens = len(tokens)
+            for i, tok in enumerate(tokens):
+                batch.token[i] = tok
+                batch.pos[i] = i
+                batch.n_seq_id[i] = 1
+                batch.seq_id[i][0] = 0
+                batch.logits[i] = True
+            rc = llama_cpp.llama_decode(ctx.ctx, batch)
+            if rc != 0:
+                raise InferenceError(f"llama_decode failed with code {rc}")
+            ptr = llama_cpp.llama_get_embeddings_seq(ctx.ctx, 0)
+            if not ptr:
+                raise InferenceError("the model returned no pooled embedding")
+            n = llama_cpp.llama_model_n_embd_out(self._model.model) or self.n_embd
+            vec = np.ctypeslib.as_array(ptr, shape=(n,)).astype(np.float64)
+            llama_cpp.llama_memory_clear(ctx.memory, True)
+        return vec
+
+
+def _normalize(vec: np.ndarray[Any, np.dtype[np.float64]]) -> list[float]:
+    if not np.all(np.isfinite(vec)):
+        raise InferenceError("the embedding contains NaN or Inf values")
+    norm = math.sqrt(float(np.dot(vec, vec)))
+    if norm > 0:
+        vec = vec / norm
+    return [float(x) for x in vec]
