@@ -209,7 +209,10 @@ _DEFAULTS = [
         ("", []),
         ("http://10.0.0.1", ["http://10.0.0.1"]),
         ("http://172.16.0.1,https://192.168.0.1", ["http://172.16.0.1", "https://192.168.0.1"]),
-        ("http://totally.safe,http://definitely.legit", ["http://totally.safe", "http://definitely.legit"]),
+        (
+            "http://totally.safe,http://definitely.legit",
+            ["http://totally.safe", "http://definitely.legit"],
+        ),
         ("*", ["*"]),
         ("chrome-extension://*", ["chrome-extension://*"]),
         ("a, b", ["a", " b"]),  # items are not trimmed, as in Ollama
@@ -523,9 +526,7 @@ def test_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_describe_rows() -> None:
-    s = Settings.from_env(
-        {"OLLAMA_MODELS": "/m", "OLLAMA_KEEP_ALIVE": "-1", "OLLAMA_DEBUG": "2"}
-    )
+    s = Settings.from_env({"OLLAMA_MODELS": "/m", "OLLAMA_KEEP_ALIVE": "-1", "OLLAMA_DEBUG": "2"})
     rows = s.describe()
     names = [name for name, _, _ in rows]
     assert len(names) == len(set(names))

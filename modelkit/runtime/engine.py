@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import codecs
 import ctypes
+import importlib
 import logging
 import math
 import queue
 import threading
 import time
-from collections.abc import Iterator, Sequence as Seq
+from collections.abc import Iterator
+from collections.abc import Sequence as Seq
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -74,6 +76,13 @@ def _llama() -> Any:
     return llama_cpp
 
 
+def _internals() -> Any:
+    """``llama_cpp._internals``: the wrappers of llama_model, llama_context, batches and
+    sampler chains (untyped, hence ``Any``)."""
+    _llama()
+    return importlib.import_module("llama_cpp._internals")
+
+
 @dataclass
 class GenerationStats:
     """The final numbers of one generation, as Ollama reports them (durations in ns)."""
@@ -119,8 +128,6 @@ class Sequence:
 
     def __init__(self, seq_id: int, prompt: list[int], params: SamplingParams, n_ctx: int):
         llama_cpp = _llama()
-        from llama_cpp._internals import LlamaSampler
-
         self.seq_id = seq_id
         self.params = params
         self.n_ctx = n_ctx
@@ -131,7 +138,7 @@ class Sequence:
         self.prompt_eval_duration = 0
         self.eval_duration = 0
         self.done_reason: str | None = None
-        self.sampler: Any = LlamaSampler()
+        self.sampler: Any = _internals().LlamaSampler()
         self._build_sampler(llama_cpp)
 
     def _build_sampler(self, llama_cpp: Any) -> None:
@@ -185,7 +192,7 @@ class LoadedModel:
     ) -> None:
         started = time.perf_counter_ns()
         llama_cpp = _llama()
-        from llama_cpp._internals import LlamaBatch, LlamaContext, LlamaModel
+        internals = _internals()
 
         if not verbose:
             logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
@@ -204,7 +211,7 @@ class LoadedModel:
         try:
             # verbose=True: do not let the wrapper redirect file descriptors (not
             # thread-safe); llama.cpp's log output is filtered by the logger level instead.
-            self._model: Any = LlamaModel(
+            self._model: Any = internals.LlamaModel(
                 path_model=str(self.model_path), params=mparams, verbose=True
             )
         except (ValueError, RuntimeError) as err:
@@ -221,13 +228,13 @@ class LoadedModel:
             self.n_seq_max = max(lp.n_seq_max, 1)
             self.n_batch = max(min(lp.n_batch, self.n_ctx), 1)
             self._adapters: list[Any] = [self._load_adapter(llama_cpp, p) for p in adapters]
-            self._ctx: Any = LlamaContext(
+            self._ctx: Any = internals.LlamaContext(
                 model=self._model,
                 params=self._context_params(llama_cpp, embeddings=False),
                 verbose=True,
             )
             self._apply_adapters(llama_cpp, self._ctx)
-            self._batch: Any = LlamaBatch(n_tokens=self.n_batch, embd=0, n_seq_max=1)
+            self._batch: Any = internals.LlamaBatch(n_tokens=self.n_batch, embd=0, n_seq_max=1)
         except ValueError as err:
             self._model.close()
             raise InferenceError(
@@ -520,10 +527,10 @@ class LoadedModel:
         """The embedding context (created on first use, on the same weights)."""
         if self._embed_ctx is None:
             llama_cpp = _llama()
-            from llama_cpp._internals import LlamaBatch, LlamaContext
+            internals = _internals()
 
             try:
-                ctx = LlamaContext(
+                ctx = internals.LlamaContext(
                     model=self._model,
                     params=self._context_params(llama_cpp, embeddings=True),
                     verbose=True,
@@ -532,7 +539,7 @@ class LoadedModel:
                     # A generative model: one vector per text from its last token, as
                     # Ollama's runner does.
                     ctx.close()
-                    ctx = LlamaContext(
+                    ctx = internals.LlamaContext(
                         model=self._model,
                         params=self._context_params(
                             llama_cpp, embeddings=True, pooling=_POOLING_LAST
@@ -542,7 +549,7 @@ class LoadedModel:
             except ValueError as err:
                 raise InferenceError(f"failed to create an embedding context: {err}") from None
             self._apply_adapters(llama_cpp, ctx)
-            self._embed_batch = LlamaBatch(n_tokens=self.n_ctx, embd=0, n_seq_max=1)
+            self._embed_batch = internals.LlamaBatch(n_tokens=self.n_ctx, embd=0, n_seq_max=1)
             self._embed_ctx = ctx
         return self._embed_ctx
 

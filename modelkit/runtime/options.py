@@ -190,14 +190,7 @@ class Options:
 
 
 _FIELD_NAMES: Final = frozenset(f.name for f in dataclasses.fields(Options)) - {"explicit"}
-assert _FIELD_NAMES == frozenset(PARAMETER_TYPES), "Options and PARAMETER_TYPES disagree"
-
-_KIND_WORDS: Final[dict[str, str]] = {
-    "int": "integer",
-    "float": "float32",
-    "bool": "boolean",
-    "list": "array",
-}
+assert frozenset(PARAMETER_TYPES) == _FIELD_NAMES, "Options and PARAMETER_TYPES disagree"
 
 
 def _to_float32(value: float) -> float:

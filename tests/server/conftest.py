@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from fixtures.server import RunningServer, running_server
 from modelkit.build import BuildCache, execute_build, plan_build
 from modelkit.modelfile import parse
 from modelkit.names import ModelName
 from modelkit.store import Store
-from fixtures.server import RunningServer, running_server
 
 TINY_MODELFILE = (
     "FROM {path}\n"
