@@ -108,6 +108,19 @@ _DURATION_UNITS = {
 _DURATION_PART = re.compile(r"([0-9]*)(?:\.([0-9]*))?([^0-9.]*)")
 
 
+def _leading_fraction(digits: str) -> tuple[int, float]:
+    """Go's ``leadingFraction``: digits accumulate until the uint64 would overflow."""
+    x, scale = 0, 1.0
+    for c in digits:
+        if x > _INT64_MAX // 10:
+            break
+        y = x * 10 + int(c)
+        if y > 1 << 63:
+            break
+        x, scale = y, scale * 10
+    return x, scale
+
+
 def parse_duration_ns(text: str) -> int:
     """Go's ``time.ParseDuration``: integer nanoseconds, or ValueError.
 
@@ -139,10 +152,9 @@ def parse_duration_ns(text: str) -> int:
             raise ValueError(f"time: unknown unit {unit_name!r} in duration {text!r}")
         value = int(whole or "0") * unit
         if frac:
-            # Go scales the fraction in float64 and truncates, ignoring digits past the
-            # ~18th (where its uint64 accumulator would overflow); so do we.
-            frac = frac[:18]
-            value += int(int(frac) * (unit / 10 ** len(frac)))
+            f, scale = _leading_fraction(frac)
+            # Go scales the fraction in float64 and truncates; so do we.
+            value += int(f * (unit / scale))
         total += value
         if total > 1 << 63:
             raise ValueError(f"time: invalid duration {text!r}")

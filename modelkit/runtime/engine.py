@@ -501,7 +501,7 @@ class LoadedModel:
             if p.num_predict > 0 and len(seq.generated) >= p.num_predict:
                 seq.done_reason = "length"
                 break
-            if seq.n_past > self.n_ctx:  # no room left to decode the sampled token
+            if seq.n_past >= self.n_ctx:  # the context is full
                 seq.done_reason = "length"
                 break
             token = self._step(seq, [token], seq.n_past - 1)
