@@ -11,6 +11,7 @@ Durations are float seconds here; "forever" is ``math.inf``.
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import math
 import os
@@ -108,6 +109,11 @@ _DURATION_UNITS = {
 _DURATION_PART = re.compile(r"([0-9]*)(?:\.([0-9]*))?([^0-9.]*)")
 
 
+def _go_quote(text: str) -> str:
+    """Roughly Go's ``strconv.Quote``, for error texts that match Go's."""
+    return json.dumps(text, ensure_ascii=False)
+
+
 def _leading_fraction(digits: str) -> tuple[int, float]:
     """Go's ``leadingFraction``: digits accumulate until the uint64 would overflow."""
     x, scale = 0, 1.0
@@ -135,7 +141,7 @@ def parse_duration_ns(text: str) -> int:
     if s == "0":
         return 0
     if not s:
-        raise ValueError(f"time: invalid duration {text!r}")
+        raise ValueError(f"time: invalid duration {_go_quote(text)}")
     total = 0
     pos = 0
     while pos < len(s):
@@ -144,12 +150,14 @@ def parse_duration_ns(text: str) -> int:
         whole, frac, unit_name = m.group(1), m.group(2), m.group(3)
         if not whole and not frac:
             # no digits at all (".s", "-.s") or a unit with no number ("s", "1s.")
-            raise ValueError(f"time: invalid duration {text!r}")
+            raise ValueError(f"time: invalid duration {_go_quote(text)}")
         if not unit_name:
-            raise ValueError(f"time: missing unit in duration {text!r}")
+            raise ValueError(f"time: missing unit in duration {_go_quote(text)}")
         unit = _DURATION_UNITS.get(unit_name)
         if unit is None:
-            raise ValueError(f"time: unknown unit {unit_name!r} in duration {text!r}")
+            raise ValueError(
+                f"time: unknown unit {_go_quote(unit_name)} in duration {_go_quote(text)}"
+            )
         value = int(whole or "0") * unit
         if frac:
             f, scale = _leading_fraction(frac)
@@ -157,12 +165,12 @@ def parse_duration_ns(text: str) -> int:
             value += int(f * (unit / scale))
         total += value
         if total > 1 << 63:
-            raise ValueError(f"time: invalid duration {text!r}")
+            raise ValueError(f"time: invalid duration {_go_quote(text)}")
         pos = m.end()
     if neg:
         return -total
     if total > _INT64_MAX:
-        raise ValueError(f"time: invalid duration {text!r}")
+        raise ValueError(f"time: invalid duration {_go_quote(text)}")
     return total
 
 
@@ -172,7 +180,10 @@ def parse_duration(text: str) -> float:
 
 
 def parse_keep_alive(text: str) -> float:
-    """A Go duration or plain integer seconds (Ollama's env and API rule); ValueError if bad.
+    """A Go duration or plain integer seconds (the OLLAMA_KEEP_ALIVE rule); ValueError if bad.
+
+    (The API's ``keep_alive`` differs: a JSON number is seconds, a string must be a Go
+    duration — :func:`parse_duration`.)
 
     The sign is kept: callers decide what a negative value means (usually "forever").
     """

@@ -304,6 +304,23 @@ def test_parse_duration_rejects(text: str) -> None:
         parse_duration(text)
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", 'time: invalid duration ""'),
+        ("3", 'time: missing unit in duration "3"'),
+        ("300", 'time: missing unit in duration "300"'),
+        ("1d", 'time: unknown unit "d" in duration "1d"'),
+        (".s", 'time: invalid duration ".s"'),
+        ("9223372036854775808ns", 'time: invalid duration "9223372036854775808ns"'),
+    ],
+)
+def test_parse_duration_error_texts_match_go(text: str, message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        parse_duration(text)
+    assert str(info.value) == message
+
+
 def test_parse_keep_alive_accepts_plain_seconds() -> None:
     assert parse_keep_alive("60") == 60.0
     assert parse_keep_alive("-1") == -1.0

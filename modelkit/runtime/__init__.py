@@ -2,7 +2,8 @@
 
 Public API (import from ``modelkit.runtime``):
 
-- :class:`Options`, :func:`resolve_options`, :class:`RuntimeSettings`,
+- :class:`Options`, :func:`resolve_options`, :class:`RuntimeSettings` (or
+  ``modelkit.config.Settings``, through :class:`RuntimeDefaults`),
   :class:`OptionTypeError` — Ollama's options with its precedence and type checks;
 - :class:`LoadParams`, :func:`load_params`, :class:`SamplingParams`,
   :func:`sampling_params`, :data:`UNSUPPORTED_OPTIONS` — their mapping onto llama.cpp;
@@ -21,9 +22,11 @@ from modelkit.runtime.options import (
     LoadParams,
     Options,
     OptionTypeError,
+    RuntimeDefaults,
     RuntimeSettings,
     SamplingParams,
     apply_option_map,
+    default_num_ctx,
     load_params,
     resolve_options,
     sampling_params,
@@ -41,12 +44,14 @@ __all__ = [
     "LoadedModel",
     "OptionTypeError",
     "Options",
+    "RuntimeDefaults",
     "RuntimeSettings",
     "SamplingParams",
     "Sequence",
     "StopMatcher",
     "apply_option_map",
     "apply_stops",
+    "default_num_ctx",
     "load_params",
     "resolve_options",
     "sampling_params",

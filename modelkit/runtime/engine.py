@@ -22,7 +22,7 @@ import math
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +34,7 @@ from modelkit.errors import InferenceError
 from modelkit.runtime.options import (
     LoadParams,
     Options,
-    RuntimeSettings,
+    RuntimeDefaults,
     SamplingParams,
     load_params,
     resolve_options,
@@ -48,6 +48,7 @@ __all__ = [
     "GenerationStats",
     "LoadedModel",
     "Sequence",
+    "built_with_openmp",
 ]
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,19 @@ def _llama() -> Any:
         if not _backend_ready:
             llama_cpp.llama_backend_init()
             _backend_ready = True
+            info = llama_cpp.llama_print_system_info().decode("utf-8", errors="replace")
+            if built_with_openmp(info):
+                log.warning(
+                    "llama-cpp-python was built with OpenMP: generation called from worker "
+                    "threads runs about 2x slower; reinstall it with "
+                    "CMAKE_ARGS=-DGGML_OPENMP=OFF pip install --no-cache-dir llama-cpp-python"
+                )
     return llama_cpp
+
+
+def built_with_openmp(system_info: str) -> bool:
+    """Whether llama.cpp's ``llama_print_system_info()`` text says OpenMP is compiled in."""
+    return "OPENMP = 1" in system_info
 
 
 def _internals() -> Any:
@@ -85,7 +98,14 @@ def _internals() -> Any:
 
 @dataclass
 class GenerationStats:
-    """The final numbers of one generation, as Ollama reports them (durations in ns)."""
+    """The final numbers of one generation, as Ollama reports them (durations in ns,
+    measured with ``time.perf_counter_ns``).
+
+    ``eval_count`` counts every sampled token, the end-of-generation token included (it is
+    decoded work); ``context`` is the prompt's tokens followed by the generated ones, without
+    the end-of-generation token. ``load_duration`` is how long this model took to load; a
+    server that reuses a loaded model reports its own (near zero) wait instead.
+    """
 
     done_reason: str  # "stop" | "length"
     prompt_eval_count: int
@@ -126,11 +146,13 @@ class Sequence:
     stop matcher, the incremental UTF-8 decoder and the counters.
     """
 
-    def __init__(self, seq_id: int, prompt: list[int], params: SamplingParams, n_ctx: int):
-        llama_cpp = _llama()
+    def __init__(
+        self, seq_id: int, prompt: list[int], params: SamplingParams, *, n_ctx: int, n_vocab: int
+    ) -> None:
         self.seq_id = seq_id
         self.params = params
         self.n_ctx = n_ctx
+        self.n_vocab = n_vocab
         self.prompt = prompt
         self.generated: list[int] = []
         self.matcher = StopMatcher(params.stop)
@@ -139,15 +161,17 @@ class Sequence:
         self.eval_duration = 0
         self.done_reason: str | None = None
         self.sampler: Any = _internals().LlamaSampler()
-        self._build_sampler(llama_cpp)
+        self._build_sampler()
 
-    def _build_sampler(self, llama_cpp: Any) -> None:
+    def _build_sampler(self) -> None:
         p, s = self.params, self.sampler
         last_n = self.n_ctx if p.repeat_last_n < 0 else p.repeat_last_n
         if last_n != 0 and (
             p.repeat_penalty != 1.0 or p.frequency_penalty != 0.0 or p.presence_penalty != 0.0
         ):
-            s.add_penalties(0, last_n, p.repeat_penalty, p.frequency_penalty, p.presence_penalty)
+            s.add_penalties(
+                self.n_vocab, last_n, p.repeat_penalty, p.frequency_penalty, p.presence_penalty
+            )
         if p.temperature <= 0:
             s.add_greedy()
             return
@@ -261,7 +285,7 @@ class LoadedModel:
         name: Any,
         *,
         options: dict[str, Any] | None = None,
-        settings: RuntimeSettings | None = None,
+        settings: RuntimeDefaults | None = None,
         verbose: bool = False,
     ) -> LoadedModel:
         """Load a model of the store by name (a ``ModelName`` or a string to parse).
@@ -405,24 +429,33 @@ class LoadedModel:
         *,
         stream: bool = True,
         truncate: bool = True,
-    ) -> Iterator[Chunk]:
+    ) -> Generator[Chunk, None, None]:
         """Generate a completion of ``prompt`` (already rendered by a template).
 
-        Yields text deltas (``stream=True``) or one chunk with all the text, then/with the
-        final chunk (``done=True``, ``stats``). Stop strings never appear in the output. A
-        prompt longer than the context keeps its first ``num_keep`` and its last tokens
-        (``truncate=True``) or raises InferenceError. The generator may be closed early; its
-        slot is then released.
+        The returned generator yields text deltas (``stream=True``) or one chunk with all
+        the text, then/with the final chunk (``done=True``, ``stats``). Stop strings never
+        appear in the output. A prompt longer than the context keeps its first ``num_keep``
+        and its last tokens (``truncate=True``) or is refused.
+
+        Request errors (empty prompt, prompt too long, unloaded model) raise
+        :class:`InferenceError` here, before anything is generated. The generator takes a
+        sequence slot when first advanced (waiting for one if all ``n_seq_max`` are busy)
+        and gives it back when it ends or is closed early.
         """
         started = time.perf_counter_ns()
         self._check_open()
         opts = options if options is not None else self.resolve()
         params = sampling_params(opts)
         tokens = self._fit_prompt(self.tokenize(prompt), params.num_keep, truncate=truncate)
+        return self._generate(tokens, params, started, stream=stream)
+
+    def _generate(
+        self, tokens: list[int], params: SamplingParams, started: int, *, stream: bool
+    ) -> Generator[Chunk, None, None]:
         seq_id = self._slots.get()
         seq: Sequence | None = None
         try:
-            seq = Sequence(seq_id, tokens, params, self.n_ctx)
+            seq = Sequence(seq_id, tokens, params, n_ctx=self.n_ctx, n_vocab=self.n_vocab)
             yield from self._run(seq, started, stream=stream)
         finally:
             if seq is not None:
@@ -509,7 +542,7 @@ class LoadedModel:
         rest = seq.matcher.feed(seq.decode_text(b"", final=True)) + seq.matcher.flush()
         output = [t for t in seq.generated if not self.is_eog(t)]
         stats = GenerationStats(
-            done_reason=seq.done_reason,
+            done_reason=seq.done_reason or "stop",
             prompt_eval_count=len(seq.prompt),
             prompt_eval_duration=max(seq.prompt_eval_duration, 1),
             eval_count=len(seq.generated),
@@ -529,29 +562,45 @@ class LoadedModel:
             llama_cpp = _llama()
             internals = _internals()
 
+            # A generative model has no pooling: one vector per text from its last token, as
+            # Ollama's runner does.
+            pooling = self._pooling_type()
+            if pooling in (_POOLING_NONE, _POOLING_UNSPECIFIED):
+                pooling = _POOLING_LAST
             try:
                 ctx = internals.LlamaContext(
                     model=self._model,
-                    params=self._context_params(llama_cpp, embeddings=True),
+                    params=self._context_params(llama_cpp, embeddings=True, pooling=pooling),
                     verbose=True,
                 )
-                if llama_cpp.llama_pooling_type(ctx.ctx) == _POOLING_NONE:
-                    # A generative model: one vector per text from its last token, as
-                    # Ollama's runner does.
-                    ctx.close()
-                    ctx = internals.LlamaContext(
-                        model=self._model,
-                        params=self._context_params(
-                            llama_cpp, embeddings=True, pooling=_POOLING_LAST
-                        ),
-                        verbose=True,
-                    )
             except ValueError as err:
                 raise InferenceError(f"failed to create an embedding context: {err}") from None
             self._apply_adapters(llama_cpp, ctx)
             self._embed_batch = internals.LlamaBatch(n_tokens=self.n_ctx, embd=0, n_seq_max=1)
             self._embed_ctx = ctx
         return self._embed_ctx
+
+    def metadata(self, key: str) -> str | None:
+        """A GGUF metadata value of the model as text (``None`` when absent)."""
+        llama_cpp = _llama()
+        size = 256
+        for _ in range(2):
+            buf = ctypes.create_string_buffer(size)
+            n = llama_cpp.llama_model_meta_val_str(self._model.model, key.encode(), buf, size)
+            if n < 0:
+                return None
+            if n < size:
+                return buf.value.decode("utf-8", errors="replace")
+            size = n + 1
+        return None
+
+    def _pooling_type(self) -> int:
+        arch = self.metadata("general.architecture") or ""
+        value = self.metadata(f"{arch}.pooling_type")
+        try:
+            return int(value) if value is not None else _POOLING_UNSPECIFIED
+        except ValueError:
+            return _POOLING_UNSPECIFIED
 
     def embed(
         self, texts: Seq[str], *, truncate: bool = True, dimensions: int | None = None

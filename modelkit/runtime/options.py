@@ -62,7 +62,7 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import numpy as np
 
@@ -77,9 +77,11 @@ __all__ = [
     "LoadParams",
     "OptionTypeError",
     "Options",
+    "RuntimeDefaults",
     "RuntimeSettings",
     "SamplingParams",
     "apply_option_map",
+    "default_num_ctx",
     "load_params",
     "resolve_options",
     "sampling_params",
@@ -108,6 +110,30 @@ UNSUPPORTED_OPTIONS: Final[dict[str, str]] = {
 
 class OptionTypeError(ModelkitError):
     """A request/model option whose JSON value has the wrong type (Ollama: HTTP 400)."""
+
+
+class RuntimeDefaults(Protocol):
+    """The settings the runtime reads: :class:`RuntimeSettings`, or ``modelkit.config.Settings``
+    (which has the same fields, read from the same OLLAMA_* variables)."""
+
+    @property
+    def context_length(self) -> int: ...
+
+    @property
+    def flash_attention(self) -> bool | None: ...
+
+    @property
+    def kv_cache_type(self) -> str: ...
+
+    @property
+    def num_parallel(self) -> int: ...
+
+
+def default_num_ctx(settings: RuntimeDefaults | None) -> int:
+    """num_ctx when neither the model nor the request sets it (OLLAMA_CONTEXT_LENGTH)."""
+    if settings is not None and settings.context_length > 0:
+        return settings.context_length
+    return DEFAULT_NUM_CTX
 
 
 @dataclass(frozen=True)
@@ -153,7 +179,7 @@ class RuntimeSettings:
 
     @property
     def default_num_ctx(self) -> int:
-        return self.context_length if self.context_length > 0 else DEFAULT_NUM_CTX
+        return default_num_ctx(self)
 
 
 @dataclass
@@ -250,15 +276,14 @@ def apply_option_map(opts: Options, values: Mapping[str, Any] | None) -> Options
 def resolve_options(
     model_params: Mapping[str, Any] | None,
     request_options: Mapping[str, Any] | None,
-    settings_defaults: RuntimeSettings | None = None,
+    settings_defaults: RuntimeDefaults | None = None,
 ) -> Options:
     """Ollama's option precedence: defaults < model params < request options.
 
     ``settings_defaults`` supplies the defaults that come from the environment (num_ctx from
     ``OLLAMA_CONTEXT_LENGTH``). Raises :class:`OptionTypeError` for a value of the wrong type.
     """
-    settings = settings_defaults or RuntimeSettings()
-    opts = Options(num_ctx=settings.default_num_ctx)
+    opts = Options(num_ctx=default_num_ctx(settings_defaults))
     apply_option_map(opts, model_params)
     apply_option_map(opts, request_options)
     return opts
@@ -314,12 +339,13 @@ def _log_unsupported(opts: Options, names: tuple[str, ...]) -> None:
             log.debug("option %s is not supported: %s", name, UNSUPPORTED_OPTIONS[name])
 
 
-def load_params(opts: Options, settings: RuntimeSettings | None = None) -> LoadParams:
+def load_params(opts: Options, settings: RuntimeDefaults | None = None) -> LoadParams:
     """The load-time half of the mapping (see the module's table)."""
-    settings = settings or RuntimeSettings()
+    if settings is None:
+        settings = RuntimeSettings()
     _log_unsupported(opts, ("draft_num_predict",))
     flash = {None: -1, False: 0, True: 1}[settings.flash_attention]
-    kv = settings.kv_cache_type or "f16"
+    kv = settings.kv_cache_type.lower() or "f16"
     if kv not in KV_CACHE_TYPES:
         log.warning("unsupported OLLAMA_KV_CACHE_TYPE %r, using f16", kv)
         kv = "f16"

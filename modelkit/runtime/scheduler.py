@@ -76,12 +76,22 @@ R = TypeVar("R", bound=Runner)
 class _Entry(Generic[K, S, R]):
     """One resident (or loading) runner. Guarded by the scheduler's lock."""
 
-    __slots__ = ("active", "expires_at", "keep_alive", "key", "last_used", "runner", "spec")
+    __slots__ = (
+        "active",
+        "expires_at",
+        "keep_alive",
+        "key",
+        "last_used",
+        "runner",
+        "slots",
+        "spec",
+    )
 
-    def __init__(self, key: K, spec: S, keep_alive: float, now: float) -> None:
+    def __init__(self, key: K, spec: S, keep_alive: float, now: float, slots: int) -> None:
         self.key = key
         self.spec = spec
         self.runner: R | None = None  # None while loading
+        self.slots = slots
         self.active = 0
         self.keep_alive = keep_alive
         self.expires_at: float | None = None  # set while idle; None while in use / loading
@@ -92,7 +102,8 @@ class _Entry(Generic[K, S, R]):
 class RunnerInfo(Generic[K, S, R]):
     """A snapshot of one loaded runner (for ``/api/ps``).
 
-    ``expires_at`` is on the scheduler's clock (``time.monotonic`` by default): for an idle
+    ``slots`` is how many leases the runner takes at once. ``expires_at`` is on the
+    scheduler's clock (``time.monotonic`` by default): for an idle
     runner when it will be unloaded, for a busy one ``now + keep_alive`` (Ollama's estimate);
     ``math.inf`` means never. ``expires_in`` is the same as seconds from now.
     """
@@ -102,6 +113,7 @@ class RunnerInfo(Generic[K, S, R]):
     runner: R
     size: int
     active: int
+    slots: int
     keep_alive: float
     expires_at: float
     expires_in: float
@@ -151,7 +163,9 @@ class Scheduler(Generic[K, S, R]):
     ``loader(key, spec)`` is called without the scheduler's lock held and may take long;
     if it raises, the error goes to the request that triggered the load and nothing stays
     loaded. Specs are compared with ``==``. ``clock`` must be monotonic seconds; a fake clock
-    works with :meth:`sweep` (the reaper also sweeps, on real time).
+    works with :meth:`sweep` (the reaper also sweeps, on real time). ``slots_for(key, spec)``,
+    if given, sets a runner's parallel slots (at most ``num_parallel``; at least 1) — for
+    models Ollama runs one request at a time (embedding models, some architectures).
     """
 
     def __init__(
@@ -163,6 +177,7 @@ class Scheduler(Generic[K, S, R]):
         max_queue: int = 512,
         default_keep_alive: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
+        slots_for: Callable[[K, S], int] | None = None,
     ) -> None:
         if max_loaded < 1:
             raise ValueError("max_loaded must be at least 1")
@@ -176,6 +191,7 @@ class Scheduler(Generic[K, S, R]):
         self.max_queue = max_queue
         self.default_keep_alive = _normalize_keep_alive(default_keep_alive)
         self._clock = clock
+        self._slots_for = slots_for
         self._cond = threading.Condition(threading.Lock())
         self._entries: dict[K, _Entry[K, S, R]] = {}
         self._loading = False  # a load is in progress (one at a time)
@@ -196,9 +212,10 @@ class Scheduler(Generic[K, S, R]):
     def acquire(self, key: K, spec: S, keep_alive: float | None = None) -> Lease[K, S, R]:
         """A lease on the runner for ``key`` loaded with ``spec``, loading it if need be.
 
-        Blocks while all ``num_parallel`` slots are taken, while another load runs, or while
-        an eviction victim is busy. ``keep_alive`` (seconds; ``None`` → the default, ``0`` →
-        unload when idle, negative → forever) becomes the runner's keep-alive.
+        Blocks while all the runner's slots (``num_parallel``) are taken, while another load
+        runs, or while an eviction victim is busy. ``keep_alive`` (seconds; ``None`` → the
+        default, ``0`` → unload when idle, negative → forever) becomes the runner's
+        keep-alive.
 
         Raises :class:`QueueFullError` at once if it would have to wait while ``max_queue``
         requests already wait, :class:`SchedulerClosedError` after :meth:`shutdown`, and
@@ -260,6 +277,7 @@ class Scheduler(Generic[K, S, R]):
                         runner=entry.runner,
                         size=entry.runner.size,
                         active=entry.active,
+                        slots=entry.slots,
                         keep_alive=entry.keep_alive,
                         expires_at=expires_at,
                         expires_in=max(0.0, expires_at - now),
@@ -307,7 +325,7 @@ class Scheduler(Generic[K, S, R]):
         entry = self._entries.get(key)
         if entry is None or entry.runner is None or entry.spec != spec:
             return None
-        if entry.active >= self.num_parallel:
+        if entry.active >= entry.slots:
             return None
         entry.active += 1
         entry.keep_alive = duration
@@ -336,8 +354,11 @@ class Scheduler(Generic[K, S, R]):
                 return False  # wait for a runner to go idle
             victims.append(min(idle, key=lambda e: e.last_used))
 
+        slots = self.num_parallel
+        if self._slots_for is not None:
+            slots = max(1, min(slots, self._slots_for(key, spec)))
         self._loading = True
-        placeholder: _Entry[K, S, R] = _Entry(key, spec, duration, self._clock())
+        placeholder: _Entry[K, S, R] = _Entry(key, spec, duration, self._clock(), slots)
         try:
             self._close_locked([self._remove_locked(v) for v in victims])
             # memory is given back before more is taken

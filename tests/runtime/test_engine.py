@@ -20,15 +20,23 @@ from modelkit.names import ModelName
 from modelkit.runtime import (
     Chunk,
     LoadedModel,
+    LoadParams,
     Options,
     RuntimeSettings,
     load_params,
     resolve_options,
 )
+from modelkit.runtime.engine import built_with_openmp
 from modelkit.store import Store
 
 PROMPT = "<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n"
 GREEDY = {"temperature": 0, "seed": 1}
+
+
+def tiny_load(settings: RuntimeSettings | None = None, **request: Any) -> LoadParams:
+    """Load parameters for the tiny model: one thread, so that a busy machine (ggml's
+    threads spin at barriers) cannot slow the tests down by orders of magnitude."""
+    return load_params(resolve_options(None, {"num_thread": 1, **request}, settings), settings)
 
 
 def opts(**request: Any) -> Options:
@@ -45,7 +53,7 @@ def run(model: LoadedModel, options: Options, prompt: str = PROMPT) -> tuple[lis
 
 @pytest.fixture(scope="module")
 def model(tiny_gguf: Path) -> Iterator[LoadedModel]:
-    with LoadedModel(tiny_gguf) as m:
+    with LoadedModel(tiny_gguf, load=tiny_load()) as m:
         yield m
 
 
@@ -73,6 +81,17 @@ def test_missing_weights_are_an_inference_error(tmp_path: Path) -> None:
     bad.write_bytes(b"GGUF" + b"\0" * 64)
     with pytest.raises(InferenceError, match="failed to load model"):
         LoadedModel(bad)
+
+
+def test_metadata(model: LoadedModel) -> None:
+    assert model.metadata("general.architecture") == "llama"
+    assert model.metadata("llama.context_length") == "2048"
+    assert model.metadata("no.such.key") is None
+
+
+def test_openmp_detection() -> None:
+    assert built_with_openmp("CPU : SSE3 = 1 | OPENMP = 1 | AVX = 1 |")
+    assert not built_with_openmp("CPU : SSE3 = 1 | AVX2 = 1 | LLAMAFILE = 1 |")
 
 
 def test_tokenize_and_detokenize(model: LoadedModel) -> None:
@@ -119,6 +138,18 @@ def test_num_predict_gives_length_and_eval_count(model: LoadedModel) -> None:
     assert final.stats.prompt_eval_count == len(model.tokenize(PROMPT))
     assert final.stats.context[: final.stats.prompt_eval_count] == model.tokenize(PROMPT)
     assert len(final.stats.context) == final.stats.prompt_eval_count + 5
+
+
+def test_repetition_penalties_change_greedy_output(
+    model: LoadedModel, greedy: tuple[list[str], Chunk]
+) -> None:
+    full = "".join(greedy[0])
+    penalized = "".join(run(model, opts(num_predict=30, repeat_penalty=3.0))[0])
+    presence = "".join(run(model, opts(num_predict=30, presence_penalty=5.0))[0])
+    assert penalized != full and presence != full
+    # repeat_last_n 0 turns the penalties off (it is a per-request option here)
+    off = "".join(run(model, opts(num_predict=30, repeat_penalty=3.0, repeat_last_n=0))[0])
+    assert off == full
 
 
 def test_timings_are_positive_nanoseconds(greedy: tuple[list[str], Chunk]) -> None:
@@ -191,14 +222,16 @@ def test_stop_string_not_in_output_changes_nothing(
 def test_model_stop_param_is_used(tiny_gguf: Path, greedy: tuple[list[str], Chunk]) -> None:
     full = "".join(greedy[0])
     stop = full[10:13]
-    with LoadedModel(tiny_gguf, model_params={"stop": [stop], "temperature": 0}) as m:
+    with LoadedModel(
+        tiny_gguf, load=tiny_load(), model_params={"stop": [stop], "temperature": 0}
+    ) as m:
         out, final = run(m, m.resolve({"num_predict": 30, "seed": 1}))
     assert "".join(out) == full[: full.index(stop)]
     assert final.done_reason == "stop"
 
 
 def test_full_context_ends_with_length(tiny_gguf: Path) -> None:
-    load = load_params(resolve_options(None, {"num_ctx": 32}))
+    load = tiny_load(num_ctx=32)
     with LoadedModel(tiny_gguf, load=load) as m:
         assert m.n_ctx == 32
         _, final = run(m, opts(num_predict=-2))
@@ -208,7 +241,7 @@ def test_full_context_ends_with_length(tiny_gguf: Path) -> None:
 
 
 def test_long_prompt_is_truncated_or_rejected(tiny_gguf: Path) -> None:
-    load = load_params(resolve_options(None, {"num_ctx": 16}))
+    load = tiny_load(num_ctx=16)
     long_prompt = PROMPT + "hello world " * 20
     with LoadedModel(tiny_gguf, load=load) as m:
         tokens = m.tokenize(long_prompt)
@@ -218,14 +251,14 @@ def test_long_prompt_is_truncated_or_rejected(tiny_gguf: Path) -> None:
         assert final.stats.prompt_eval_count == 16
         assert final.stats.context[:16] == tokens[:3] + tokens[-13:]
         with pytest.raises(InferenceError, match="exceeds the context length"):
-            list(m.generate(long_prompt, opts(num_predict=2), truncate=False))
+            m.generate(long_prompt, opts(num_predict=2), truncate=False)  # raised at the call
 
 
 def test_empty_prompt_is_an_error(model: LoadedModel) -> None:
     if model.tokenize(""):  # the model adds BOS: an empty prompt still has a token
         pytest.skip("model adds BOS")
     with pytest.raises(InferenceError, match="empty"):
-        list(model.generate("", opts(num_predict=2)))
+        model.generate("", opts(num_predict=2))
 
 
 def test_closing_a_stream_early_releases_its_slot(model: LoadedModel) -> None:
@@ -240,7 +273,7 @@ def test_closing_a_stream_early_releases_its_slot(model: LoadedModel) -> None:
 @pytest.mark.parametrize("parallel", [1, 2])
 def test_concurrent_requests_from_threads(tiny_gguf: Path, parallel: int) -> None:
     settings = RuntimeSettings(num_parallel=parallel)
-    load = load_params(resolve_options(None, None, settings), settings)
+    load = tiny_load(settings)
     prompts = [PROMPT, "<|im_start|>user\nwhat?<|im_end|>\n<|im_start|>assistant\n"]
     with LoadedModel(tiny_gguf, load=load) as m:
         assert m.n_seq_max == parallel
@@ -264,11 +297,11 @@ def test_concurrent_requests_from_threads(tiny_gguf: Path, parallel: int) -> Non
 
 
 def test_generate_after_close_is_an_error(tiny_gguf: Path) -> None:
-    m = LoadedModel(tiny_gguf)
+    m = LoadedModel(tiny_gguf, load=tiny_load())
     m.close()
     m.close()  # idempotent
     with pytest.raises(InferenceError, match="unloaded"):
-        list(m.generate(PROMPT, opts(num_predict=2)))
+        m.generate(PROMPT, opts(num_predict=2))
 
 
 # -- LoRA ------------------------------------------------------------------------------------
@@ -277,7 +310,7 @@ def test_generate_after_close_is_an_error(tiny_gguf: Path) -> None:
 def test_lora_adapter_loads_and_changes_the_output(
     tiny_gguf: Path, tiny_lora_gguf: Path, greedy: tuple[list[str], Chunk]
 ) -> None:
-    with LoadedModel(tiny_gguf, adapters=[tiny_lora_gguf]) as m:
+    with LoadedModel(tiny_gguf, load=tiny_load(), adapters=[tiny_lora_gguf]) as m:
         assert m.adapters_loaded == 1
         out, final = run(m, opts(num_predict=30))
         vec = m.embed(["hello"])[0]
@@ -288,7 +321,7 @@ def test_lora_adapter_loads_and_changes_the_output(
 
 def test_missing_lora_is_an_inference_error(tiny_gguf: Path, tmp_path: Path) -> None:
     with pytest.raises(InferenceError, match="LoRA adapter not found"):
-        LoadedModel(tiny_gguf, adapters=[tmp_path / "missing.gguf"])
+        LoadedModel(tiny_gguf, load=tiny_load(), adapters=[tmp_path / "missing.gguf"])
 
 
 def test_broken_lora_is_an_inference_error_not_a_crash(tiny_gguf: Path, tmp_path: Path) -> None:
@@ -297,11 +330,11 @@ def test_broken_lora_is_an_inference_error_not_a_crash(tiny_gguf: Path, tmp_path
     not_a_lora = tmp_path / "not-a-lora.gguf"
     shutil.copy(tiny_gguf, not_a_lora)
     with pytest.raises(InferenceError, match="failed to load LoRA adapter"):
-        LoadedModel(tiny_gguf, adapters=[not_a_lora])
+        LoadedModel(tiny_gguf, load=tiny_load(), adapters=[not_a_lora])
     garbage = tmp_path / "garbage.gguf"
     garbage.write_bytes(b"not a gguf at all")
     with pytest.raises(InferenceError, match="failed to load LoRA adapter"):
-        LoadedModel(tiny_gguf, adapters=[garbage])
+        LoadedModel(tiny_gguf, load=tiny_load(), adapters=[garbage])
 
 
 # -- from the store --------------------------------------------------------------------------
@@ -325,14 +358,14 @@ def test_from_store_uses_weights_adapter_and_parameters(
     plan = plan_build(parse_file(modelfile), store, cache)
     execute_build(plan, ModelName.parse("tiny-lora"), store, cache)
 
-    with LoadedModel.from_store(store, "tiny-lora") as m:
+    with LoadedModel.from_store(store, "tiny-lora", options={"num_thread": 1}) as m:
         assert m.adapters_loaded == 1
         assert m.n_ctx == 256
         _, final = run(m, m.resolve(None))
         assert final.stats is not None and final.stats.eval_count == 3
         _, final = run(m, m.resolve({"num_predict": 5}))
         assert final.stats is not None and final.stats.eval_count == 5
-    with LoadedModel.from_store(store, "tiny-lora", options={"num_ctx": 128}) as m:
+    with LoadedModel.from_store(store, "tiny-lora", options={"num_ctx": 128, "num_thread": 1}) as m:
         assert m.n_ctx == 128
 
 
@@ -367,7 +400,7 @@ def test_embedding_dimensions_truncate_and_renormalize(model: LoadedModel) -> No
 
 
 def test_embedding_stats_and_truncation(tiny_gguf: Path) -> None:
-    load = load_params(resolve_options(None, {"num_ctx": 8}))
+    load = tiny_load(num_ctx=8)
     with LoadedModel(tiny_gguf, load=load) as m:
         result = m.embed_with_stats(["hello", "hi"])
         assert result.prompt_eval_count == len(m.tokenize("hello")) + len(m.tokenize("hi"))

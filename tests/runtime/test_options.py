@@ -142,6 +142,22 @@ def test_runtime_settings_from_env() -> None:
     assert RuntimeSettings.from_env({"OLLAMA_FLASH_ATTENTION": "false"}).flash_attention is False
 
 
+def test_config_settings_work_as_runtime_defaults() -> None:
+    from modelkit.config import Settings
+
+    env = {
+        "OLLAMA_MODELS": "/tmp/models",
+        "OLLAMA_CONTEXT_LENGTH": "8192",
+        "OLLAMA_KV_CACHE_TYPE": "q8_0",
+        "OLLAMA_NUM_PARALLEL": "3",
+    }
+    settings = Settings.from_env(env)
+    opts = resolve_options(None, None, settings)
+    assert opts.num_ctx == 8192
+    lp = load_params(opts, settings)
+    assert (lp.n_ctx, lp.flash_attn, lp.type_k, lp.n_seq_max) == (8192, 1, 8, 3)
+
+
 def test_invalid_env_numbers_fall_back(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="modelkit.runtime.options"):
         s = RuntimeSettings.from_env({"OLLAMA_CONTEXT_LENGTH": "big", "OLLAMA_NUM_PARALLEL": "-1"})

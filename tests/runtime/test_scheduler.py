@@ -98,11 +98,13 @@ Sched = Scheduler[str, Any, FakeRunner]
 def make() -> Iterator[Callable[..., tuple[Sched, FakeLoader]]]:
     made: list[Sched] = []
 
-    def factory(loader: FakeLoader | None = None, **kwargs: Any) -> tuple[Sched, FakeLoader]:
-        loader = loader or FakeLoader()
-        sched: Sched = Scheduler(loader, **kwargs)
+    def factory(
+        loader: Callable[[str, Any], FakeRunner] | None = None, **kwargs: Any
+    ) -> tuple[Sched, FakeLoader]:
+        fake = loader if isinstance(loader, FakeLoader) else FakeLoader()
+        sched: Sched = Scheduler(loader or fake, **kwargs)
         made.append(sched)
-        return sched, loader
+        return sched, fake
 
     yield factory
     for sched in made:
@@ -119,9 +121,18 @@ def until(predicate: Callable[[], bool], timeout: float = WAIT) -> None:
 class Acquirer(threading.Thread):
     """``sched.acquire(...)`` in a thread; keeps the lease (or the error)."""
 
-    def __init__(self, sched: Sched, key: str, spec: Any = 1, keep_alive: float | None = None):
+    def __init__(
+        self,
+        sched: Sched,
+        key: str,
+        spec: Any = 1,
+        keep_alive: float | None = None,
+        *,
+        hold: bool = True,
+    ):
         super().__init__(daemon=True)
         self.sched, self.key, self.spec, self.keep_alive = sched, key, spec, keep_alive
+        self.hold = hold
         self.lease: Lease[str, Any, FakeRunner] | None = None
         self.error: BaseException | None = None
         self.done = threading.Event()
@@ -129,6 +140,8 @@ class Acquirer(threading.Thread):
     def run(self) -> None:
         try:
             self.lease = self.sched.acquire(self.key, self.spec, self.keep_alive)
+            if not self.hold:
+                self.lease.release()
         except BaseException as err:
             self.error = err
         finally:
@@ -375,6 +388,23 @@ def test_parallel_slots_block_then_proceed(make: Callable[..., tuple[Sched, Fake
     assert sched.loaded()[0].active == 0
 
 
+def test_slots_for_limits_a_model(make: Callable[..., tuple[Sched, FakeLoader]]) -> None:
+    sched, _ = make(num_parallel=4, slots_for=lambda key, spec: 1 if key == "embed" else 99)
+    chat = [sched.acquire("chat", 1) for _ in range(4)]  # capped at num_parallel
+    first = sched.acquire("embed", 1)
+    waiter = Acquirer(sched, "embed")
+    waiter.start()
+    until(lambda: sched.waiting == 1)
+    slots = {info.key: info.slots for info in sched.loaded()}
+    assert slots == {"chat": 4, "embed": 1}
+    first.release()
+    assert waiter.done.wait(WAIT)
+    assert waiter.lease is not None
+    waiter.lease.release()
+    for lease in chat:
+        lease.release()
+
+
 def test_early_release_frees_the_slot_once(make: Callable[..., tuple[Sched, FakeLoader]]) -> None:
     sched, _ = make(num_parallel=1)
     lease = sched.acquire("a", 1)
@@ -411,7 +441,7 @@ def test_lease_released_when_the_with_block_raises(
 def test_queue_full_is_raised_at_once(make: Callable[..., tuple[Sched, FakeLoader]]) -> None:
     sched, _ = make(num_parallel=1, max_queue=2)
     held = sched.acquire("a", 1)
-    waiters = [Acquirer(sched, "a") for _ in range(2)]
+    waiters = [Acquirer(sched, "a", hold=False) for _ in range(2)]
     for w in waiters:
         w.start()
     until(lambda: sched.waiting == 2)
@@ -420,26 +450,22 @@ def test_queue_full_is_raised_at_once(make: Callable[..., tuple[Sched, FakeLoade
         sched.acquire("a", 1)
     assert time.monotonic() - start < 1.0
     assert str(info.value) == QUEUE_FULL_MESSAGE
-    assert str(info.value) == (
-        "server busy, please try again.  maximum pending requests exceeded"
-    )
+    assert str(info.value) == ("server busy, please try again.  maximum pending requests exceeded")
     assert info.value.status_code == 503
-    # a request that needs no waiting is still served
-    with pytest.raises(QueueFullError):
-        sched.acquire("b", 1)  # would wait: another model's slot is free but load must wait? no
+    # a request that needs no waiting is still served: another model loads at once
+    with sched.acquire("b", 1) as lease:
+        assert lease.key == "b"
     held.release()
     for w in waiters:
         assert w.done.wait(WAIT)
-        assert w.lease is not None
-        w.lease.release()
+        assert w.error is None and w.lease is not None and w.lease.released
     assert sched.waiting == 0
 
 
 def test_queue_zero_rejects_any_wait(make: Callable[..., tuple[Sched, FakeLoader]]) -> None:
     sched, _ = make(num_parallel=1, max_queue=0)
-    with sched.acquire("a", 1):  # no wait needed: served
-        with pytest.raises(QueueFullError):
-            sched.acquire("a", 1)
+    with sched.acquire("a", 1), pytest.raises(QueueFullError):  # the first needs no wait
+        sched.acquire("a", 1)
     with sched.acquire("a", 1):
         pass
 
@@ -541,9 +567,8 @@ def test_shutdown_during_a_load_closes_the_new_runner(
 
 def test_context_manager_shuts_down() -> None:
     loader = FakeLoader()
-    with Scheduler(loader) as sched:
-        with sched.acquire("a", 1):
-            pass
+    with Scheduler(loader) as sched, sched.acquire("a", 1):
+        pass
     assert loader.runners[0].closed.is_set()
 
 
@@ -555,8 +580,7 @@ def test_close_errors_do_not_wedge_the_scheduler(
             super().close()
             raise OSError("close failed")
 
-    sched: Sched = make(FakeLoader())[0]
-    sched._loader = lambda key, spec: Exploding(key, spec, 1)
+    sched: Sched = make(lambda key, spec: Exploding(key, spec, 1))[0]
     with sched.acquire("a", 1, keep_alive=0):
         pass
     assert sched.loaded() == []

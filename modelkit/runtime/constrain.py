@@ -1,0 +1,129 @@
+"""Structured output that costs little: ``format`` ("json" or a JSON Schema) as a GBNF
+grammar, enforced by checking the token the normal sampler chose and only falling back to
+filtering the whole vocabulary through the grammar when that token is not allowed.
+
+Applying a grammar to every candidate at every step (llama-cpp-python's stock path) is what
+makes constrained decoding slow: for a 150k-token vocabulary it dominates each step. Most
+sampled tokens are already valid, so one single-token check usually suffices.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+from typing import Any
+
+import numpy as np
+
+from modelkit.errors import InferenceError
+
+_TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
+
+
+def _llama() -> Any:
+    import llama_cpp
+
+    return llama_cpp
+
+
+def gbnf_for_format(fmt: Any) -> str | None:
+    """The grammar for a request's ``format``: None, ``"json"`` or a JSON Schema object."""
+    if fmt in (None, "", "null"):
+        return None
+    from llama_cpp import llama_grammar
+
+    if fmt == "json":
+        return str(llama_grammar.JSON_GBNF)
+    if isinstance(fmt, dict):
+        try:
+            return str(llama_grammar.json_schema_to_gbnf(json.dumps(fmt)))
+        except Exception as err:  # the converter raises plain exceptions on bad schemas
+            raise InferenceError(f"invalid JSON schema in format: {err}") from None
+    raise InferenceError(
+        f'invalid format: {json.dumps(fmt)}; expected "json" or a valid JSON Schema object'
+    )
+
+
+class TokenArray:
+    """A reusable ``llama_token_data_array`` over the whole vocabulary (numpy-backed)."""
+
+    def __init__(self, n_vocab: int) -> None:
+        llama_cpp = _llama()
+        self.n_vocab = n_vocab
+        self.data = np.zeros(n_vocab, dtype=_TOKEN_DATA)
+        self.data["id"] = np.arange(n_vocab, dtype=np.int32)
+        self.one = np.zeros(1, dtype=_TOKEN_DATA)
+        pointer = ctypes.POINTER(llama_cpp.llama_token_data)
+        self._full = llama_cpp.llama_token_data_array(
+            data=self.data.ctypes.data_as(pointer), size=n_vocab, selected=-1, sorted=False
+        )
+        self._single = llama_cpp.llama_token_data_array(
+            data=self.one.ctypes.data_as(pointer), size=1, selected=-1, sorted=False
+        )
+
+    def load_logits(self, logits_ptr: Any) -> Any:
+        """Fill from the context's logits row; returns the array, ready to be applied."""
+        logits = np.ctypeslib.as_array(logits_ptr, shape=(self.n_vocab,))
+        self.data["id"] = np.arange(self.n_vocab, dtype=np.int32)
+        self.data["logit"] = logits
+        self.data["p"] = 0.0
+        self._full.size = self.n_vocab
+        self._full.selected = -1
+        self._full.sorted = False
+        return self._full
+
+    def single(self, token: int, logit: float) -> Any:
+        self.one["id"] = token
+        self.one["logit"] = logit
+        self.one["p"] = 0.0
+        self._single.size = 1
+        self._single.selected = -1
+        self._single.sorted = False
+        return self._single
+
+    def selected_token(self, array: Any) -> int:
+        if array.selected < 0:
+            raise InferenceError("the sampler selected no token")
+        return int(array.data[array.selected].id)
+
+
+class GrammarGuard:
+    """A grammar sampler used as a check first and as a filter only when needed."""
+
+    def __init__(self, vocab: Any, gbnf: str, n_vocab: int) -> None:
+        llama_cpp = _llama()
+        self.sampler = llama_cpp.llama_sampler_init_grammar(vocab, gbnf.encode(), b"root")
+        if not self.sampler:
+            raise InferenceError("the format grammar could not be compiled")
+        self.tokens = TokenArray(n_vocab)
+        self.fast_hits = 0
+        self.slow_paths = 0
+
+    def allows(self, token: int) -> bool:
+        llama_cpp = _llama()
+        array = self.tokens.single(token, 0.0)
+        llama_cpp.llama_sampler_apply(self.sampler, ctypes.byref(array))
+        return bool(np.isfinite(self.tokens.one["logit"][0]))
+
+    def sample(self, chain: Any, ctx: Any, idx: int) -> int:
+        """Sample with ``chain`` (a llama_sampler pointer) under the grammar; not accepted."""
+        llama_cpp = _llama()
+        array = self.tokens.load_logits(llama_cpp.llama_get_logits_ith(ctx, idx))
+        llama_cpp.llama_sampler_apply(chain, ctypes.byref(array))
+        token = self.tokens.selected_token(array)
+        if self.allows(token):
+            self.fast_hits += 1
+            return token
+        self.slow_paths += 1
+        array = self.tokens.load_logits(llama_cpp.llama_get_logits_ith(ctx, idx))
+        llama_cpp.llama_sampler_apply(self.sampler, ctypes.byref(array))
+        llama_cpp.llama_sampler_apply(chain, ctypes.byref(array))
+        return self.tokens.selected_token(array)
+
+    def accept(self, token: int) -> None:
+        _llama().llama_sampler_accept(self.sampler, token)
+
+    def close(self) -> None:
+        if self.sampler:
+            _llama().llama_sampler_free(self.sampler)
+            self.sampler = None
