@@ -5,6 +5,10 @@ sequence slots (each request decodes in its own slot, with its own :class:`Seque
 sampler chain, stop matcher, UTF-8 decoder, counters), its LoRA adapters, and, created on
 first use, an embedding context on the same weights.
 
+Each slot remembers the tokens left in its KV cache; a request reuses the longest common
+prefix (Ollama's prompt cache: the next turn of a chat only evaluates the new tokens), and
+picks the free slot that shares most with its prompt. ``cache_prompt=False`` turns it off.
+
 Threading: a model may be used from several worker threads. Every call into a llama.cpp
 context (decode + sample of one step, or one embedding) runs under that context's lock;
 requests in different slots interleave step by step. Tokenizing only reads the vocabulary and
@@ -19,7 +23,6 @@ import ctypes
 import importlib
 import logging
 import math
-import queue
 import threading
 import time
 from collections.abc import Generator, Iterator
@@ -105,6 +108,8 @@ class GenerationStats:
     decoded work); ``context`` is the prompt's tokens followed by the generated ones, without
     the end-of-generation token. ``load_duration`` is how long this model took to load; a
     server that reuses a loaded model reports its own (near zero) wait instead.
+    ``prompt_eval_count`` is the whole prompt, as in Ollama, even when ``cached_count`` of its
+    first tokens were reused from the previous request's KV cache.
     """
 
     done_reason: str  # "stop" | "length"
@@ -115,6 +120,7 @@ class GenerationStats:
     load_duration: int
     total_duration: int
     context: list[int] = field(default_factory=list)
+    cached_count: int = 0
 
 
 @dataclass
@@ -160,6 +166,8 @@ class Sequence:
         self.prompt_eval_duration = 0
         self.eval_duration = 0
         self.done_reason: str | None = None
+        self.n_cached = 0
+        """Prompt tokens reused from the slot's KV cache instead of being evaluated."""
         self.sampler: Any = _internals().LlamaSampler()
         self._build_sampler()
 
@@ -203,6 +211,11 @@ class LoadedModel:
 
     Build one from files (``LoadedModel(path, adapters=[...], load=LoadParams)``) or from the
     store (:meth:`from_store`). ``close()`` (or a ``with`` block) frees it.
+
+    ``load`` fixes the context (default: the model params' load-time options);
+    ``model_params`` are the model's PARAMETERs, under request options in :meth:`resolve`;
+    ``cache_prompt`` reuses each slot's KV cache across requests. A missing or broken
+    weights file or LoRA adapter raises :class:`InferenceError` here, never later.
     """
 
     def __init__(
@@ -212,6 +225,7 @@ class LoadedModel:
         adapters: Seq[str | Path] = (),
         load: LoadParams | None = None,
         model_params: dict[str, Any] | None = None,
+        cache_prompt: bool = True,
         verbose: bool = False,
     ) -> None:
         started = time.perf_counter_ns()
@@ -268,9 +282,11 @@ class LoadedModel:
             self._model.close()
             raise
         self._lock = threading.Lock()
-        self._slots: queue.SimpleQueue[int] = queue.SimpleQueue()
-        for seq_id in range(self.n_seq_max):
-            self._slots.put(seq_id)
+        self.cache_prompt = cache_prompt
+        self._slot_cond = threading.Condition()
+        self._free_slots = list(range(self.n_seq_max))
+        # The tokens each slot holds in the KV cache (for prompt-prefix reuse).
+        self._slot_tokens: list[list[int]] = [[] for _ in range(self.n_seq_max)]
         self._embed_lock = threading.Lock()
         self._embed_ctx: Any = None
         self._embed_batch: Any = None
@@ -452,18 +468,59 @@ class LoadedModel:
     def _generate(
         self, tokens: list[int], params: SamplingParams, started: int, *, stream: bool
     ) -> Generator[Chunk, None, None]:
-        seq_id = self._slots.get()
+        seq_id = self._acquire_slot(tokens)
         seq: Sequence | None = None
+        keep: list[int] = []
         try:
             seq = Sequence(seq_id, tokens, params, n_ctx=self.n_ctx, n_vocab=self.n_vocab)
+            seq.n_cached = self._reuse_prefix(seq_id, tokens)
             yield from self._run(seq, started, stream=stream)
+            if self.cache_prompt:
+                # Everything but the last sampled token was decoded into the slot.
+                keep = seq.prompt + seq.generated[:-1]
         finally:
             if seq is not None:
                 seq.close()
-            with self._lock:
-                if not self._closed:
-                    _llama().llama_memory_seq_rm(self._ctx.memory, seq_id, -1, -1)
-            self._slots.put(seq_id)
+            if not keep:
+                with self._lock:
+                    if not self._closed:
+                        _llama().llama_memory_seq_rm(self._ctx.memory, seq_id, -1, -1)
+            self._release_slot(seq_id, keep)
+
+    def _acquire_slot(self, tokens: list[int]) -> int:
+        """A free sequence slot, preferring the one whose cache shares most of ``tokens``."""
+        with self._slot_cond:
+            while not self._free_slots:
+                self._slot_cond.wait()
+            best = max(
+                self._free_slots,
+                key=lambda i: _common_prefix(self._slot_tokens[i], tokens),
+            )
+            self._free_slots.remove(best)
+            return best
+
+    def _release_slot(self, seq_id: int, cached: list[int]) -> None:
+        with self._slot_cond:
+            self._slot_tokens[seq_id] = cached
+            self._free_slots.append(seq_id)
+            self._slot_cond.notify()
+
+    def _reuse_prefix(self, seq_id: int, tokens: list[int]) -> int:
+        """Keep the part of the slot's KV cache that ``tokens`` starts with; its length.
+
+        At least the last prompt token is always decoded again (its logits are needed).
+        """
+        llama_cpp = _llama()
+        common = 0
+        if self.cache_prompt:
+            common = min(_common_prefix(self._slot_tokens[seq_id], tokens), len(tokens) - 1)
+        with self._lock:
+            self._check_open()
+            if not llama_cpp.llama_memory_seq_rm(self._ctx.memory, seq_id, common, -1):
+                llama_cpp.llama_memory_seq_rm(self._ctx.memory, seq_id, -1, -1)
+                common = 0
+        self._slot_tokens[seq_id] = []
+        return common
 
     def _fit_prompt(self, tokens: list[int], num_keep: int, *, truncate: bool) -> list[int]:
         if not tokens:
@@ -510,7 +567,7 @@ class LoadedModel:
             for tok in history:
                 seq.sampler.accept(tok)
         t0 = time.perf_counter_ns()
-        token = self._step(seq, seq.prompt, 0)
+        token = self._step(seq, seq.prompt[seq.n_cached :], seq.n_cached)
         seq.prompt_eval_duration = time.perf_counter_ns() - t0
         pieces: list[str] = []
         t_eval = time.perf_counter_ns()
@@ -544,6 +601,7 @@ class LoadedModel:
         stats = GenerationStats(
             done_reason=seq.done_reason or "stop",
             prompt_eval_count=len(seq.prompt),
+            cached_count=seq.n_cached,
             prompt_eval_duration=max(seq.prompt_eval_duration, 1),
             eval_count=len(seq.generated),
             eval_duration=max(seq.eval_duration, 1),
@@ -659,6 +717,15 @@ class LoadedModel:
             vec = np.ctypeslib.as_array(ptr, shape=(n,)).astype(np.float64)
             llama_cpp.llama_memory_clear(ctx.memory, True)
         return vec
+
+
+def _common_prefix(a: Seq[int], b: Seq[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def _normalize(vec: np.ndarray[Any, np.dtype[np.float64]]) -> list[float]:

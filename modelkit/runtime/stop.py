@@ -2,8 +2,9 @@
 
 Text arrives in pieces (one per token, or whatever a decoder releases). A stop string may
 span several pieces, so the tail of the text seen so far that could still turn into a stop
-string is held back until the next piece settles it. Ollama does the same
-(``findStop``/``containsStopSuffix``/``truncateStop`` in its runner).
+string is held back until the next piece settles it. The text is cut at the start of the
+stop string that is complete first, whatever the pieces: generation would stop there.
+Ollama's runner holds back stop prefixes the same way (``containsStopSuffix``).
 """
 
 from __future__ import annotations
@@ -40,11 +41,17 @@ class StopMatcher:
         if not self.stops:
             self._held = ""
             return text
-        cut = -1
+        # Generation stops where the first stop string is complete (the earliest end); among
+        # stops completed at the same place the one starting first is cut. This does not
+        # depend on how the text is split into pieces.
+        cut, end = -1, -1
         for stop in self.stops:
             at = text.find(stop)
-            if at >= 0 and (cut < 0 or at < cut):
-                cut, self.matched = at, stop
+            if at < 0:
+                continue
+            stop_end = at + len(stop)
+            if cut < 0 or stop_end < end or (stop_end == end and at < cut):
+                cut, end, self.matched = at, stop_end, stop
         if cut >= 0:
             self.stopped = True
             self._held = ""

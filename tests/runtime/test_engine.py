@@ -261,6 +261,30 @@ def test_empty_prompt_is_an_error(model: LoadedModel) -> None:
         model.generate("", opts(num_predict=2))
 
 
+def test_prompt_prefix_is_reused_from_the_kv_cache(tiny_gguf: Path) -> None:
+    with LoadedModel(tiny_gguf, load=tiny_load()) as m:
+        n = len(m.tokenize(PROMPT))
+        first, s1 = run(m, opts(num_predict=10))
+        second, s2 = run(m, opts(num_predict=10))
+        longer, s3 = run(m, opts(num_predict=10), PROMPT + "<|im_end|>")
+        _, s4 = run(m, opts(num_predict=10), "<|im_start|>system\nx<|im_end|>\n" + PROMPT)
+    assert s1.stats is not None and s2.stats is not None
+    assert s3.stats is not None and s4.stats is not None
+    assert s1.stats.cached_count == 0
+    assert s2.stats.cached_count == n - 1  # the last prompt token is evaluated again
+    assert s3.stats.cached_count == n
+    assert s4.stats.cached_count == 1  # only the shared first token
+    # Ollama counts the whole prompt either way
+    assert (s2.stats.prompt_eval_count, s3.stats.prompt_eval_count) == (n, n + 1)
+    assert second == first
+
+    with LoadedModel(tiny_gguf, load=tiny_load(), cache_prompt=False) as m:
+        uncached = [run(m, opts(num_predict=10), p) for p in (PROMPT, PROMPT + "<|im_end|>")]
+    assert [u[1].stats.cached_count for u in uncached if u[1].stats] == [0, 0]
+    assert "".join(uncached[0][0]) == "".join(first)
+    assert "".join(uncached[1][0]) == "".join(longer)
+
+
 def test_closing_a_stream_early_releases_its_slot(model: LoadedModel) -> None:
     gen = model.generate(PROMPT, opts(num_predict=30))
     next(gen)
@@ -268,6 +292,7 @@ def test_closing_a_stream_early_releases_its_slot(model: LoadedModel) -> None:
     # one slot (num_parallel 1): a second request would block forever if it leaked
     _, final = run(model, opts(num_predict=3))
     assert final.stats is not None and final.stats.eval_count == 3
+    assert final.stats.cached_count == 0  # the abandoned sequence's cache was dropped
 
 
 @pytest.mark.parametrize("parallel", [1, 2])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modelkit.runtime import StopMatcher, apply_stops
@@ -43,6 +43,15 @@ def test_earliest_of_several_stops_wins() -> None:
     m = StopMatcher(["STOP", "END"])
     assert m.feed("abc END def STOP") == "abc "
     assert m.matched == "END"
+
+
+def test_the_first_completed_stop_wins_whatever_the_chunking() -> None:
+    # "x" is complete at index 3, before "<x<" could be; a longer stop that starts earlier
+    # but is not complete yet does not count, in one piece or in two.
+    assert apply_stops(["<<x<"], ["x", "<x<"]) == (["<<"], True)
+    assert apply_stops(["<<x", "<"], ["x", "<x<"]) == (["<<"], True)
+    # completed at the same place: the one starting first is cut
+    assert apply_stops(["ab"], ["b", "ab"]) == ([], True)
 
 
 def test_overlapping_partial_matches() -> None:
@@ -92,11 +101,17 @@ def _text_and_cuts(draw: st.DrawFn) -> tuple[str, list[str], list[str]]:
     return text, pieces, stops
 
 
+@settings(max_examples=300)
 @given(_text_and_cuts())
 def test_output_is_the_text_before_the_first_stop(case: tuple[str, list[str], list[str]]) -> None:
     text, pieces, stops = case
-    hits = [i for i in (text.find(s) for s in stops if s) if i >= 0]
-    expected = text[: min(hits)] if hits else text
+    # the oracle: scan the text one character at a time
+    expected, stopped = text, False
+    for end in range(1, len(text) + 1):
+        done = [end - len(s) for s in stops if s and text[:end].endswith(s)]
+        if done:
+            expected, stopped = text[: min(done)], True
+            break
     matcher = StopMatcher(stops)
     emitted = ""
     for piece in pieces:
@@ -106,4 +121,4 @@ def test_output_is_the_text_before_the_first_stop(case: tuple[str, list[str], li
         assert expected.startswith(emitted)
     emitted += matcher.flush()
     assert emitted == expected
-    assert matcher.stopped == bool(hits)
+    assert matcher.stopped == stopped
