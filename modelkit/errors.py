@@ -122,3 +122,8 @@ class TemplateError(ModelkitError):
 
 class InferenceError(ModelkitError):
     """A model that cannot be loaded or run (bad weights or adapter, a failed decode, ...)."""
+
+
+class RequestError(InferenceError):
+    """A request the runtime refuses as given (a bad format, a prompt too long, a missing
+    capability): the client must change it (HTTP 400)."""

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from modelkit.errors import InferenceError
+from modelkit.errors import InferenceError, RequestError
 
 _TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
 
@@ -38,8 +38,8 @@ def gbnf_for_format(fmt: Any) -> str | None:
         try:
             return str(llama_grammar.json_schema_to_gbnf(json.dumps(fmt)))
         except Exception as err:  # the converter raises plain exceptions on bad schemas
-            raise InferenceError(f"invalid JSON schema in format: {err}") from None
-    raise InferenceError(
+            raise RequestError(f"invalid JSON schema in format: {err}") from None
+    raise RequestError(
         f'invalid format: {json.dumps(fmt)}; expected "json" or a valid JSON Schema object'
     )
 
@@ -127,3 +127,6 @@ class GrammarGuard:
         if self.sampler:
             _llama().llama_sampler_free(self.sampler)
             self.sampler = None
+
+    def __del__(self) -> None:
+        self.close()

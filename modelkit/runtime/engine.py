@@ -33,7 +33,8 @@ from typing import Any, Final
 
 import numpy as np
 
-from modelkit.errors import InferenceError
+from modelkit.errors import InferenceError, RequestError
+from modelkit.runtime.constrain import GrammarGuard
 from modelkit.runtime.options import (
     LoadParams,
     Options,
@@ -153,7 +154,14 @@ class Sequence:
     """
 
     def __init__(
-        self, seq_id: int, prompt: list[int], params: SamplingParams, *, n_ctx: int, n_vocab: int
+        self,
+        seq_id: int,
+        prompt: list[int],
+        params: SamplingParams,
+        *,
+        n_ctx: int,
+        n_vocab: int,
+        guard: GrammarGuard | None = None,
     ) -> None:
         self.seq_id = seq_id
         self.params = params
@@ -169,6 +177,8 @@ class Sequence:
         self.n_cached = 0
         """Prompt tokens reused from the slot's KV cache instead of being evaluated."""
         self.sampler: Any = _internals().LlamaSampler()
+        self.guard = guard
+        """The ``format`` grammar, checked against each sampled token (None: unconstrained)."""
         self._build_sampler()
 
     def _build_sampler(self) -> None:
@@ -204,6 +214,8 @@ class Sequence:
 
     def close(self) -> None:
         self.sampler.close()
+        if self.guard is not None:
+            self.guard.close()
 
 
 class LoadedModel:
@@ -445,8 +457,12 @@ class LoadedModel:
         *,
         stream: bool = True,
         truncate: bool = True,
+        grammar: str | None = None,
     ) -> Generator[Chunk, None, None]:
         """Generate a completion of ``prompt`` (already rendered by a template).
+
+        ``grammar`` (GBNF, see :func:`~modelkit.runtime.constrain.gbnf_for_format`)
+        constrains the output, e.g. to JSON matching a schema.
 
         The returned generator yields text deltas (``stream=True``) or one chunk with all
         the text, then/with the final chunk (``done=True``, ``stats``). Stop strings never
@@ -463,16 +479,26 @@ class LoadedModel:
         opts = options if options is not None else self.resolve()
         params = sampling_params(opts)
         tokens = self._fit_prompt(self.tokenize(prompt), params.num_keep, truncate=truncate)
-        return self._generate(tokens, params, started, stream=stream)
+        # Compile the grammar now so that a bad one fails before anything is streamed.
+        guard = GrammarGuard(self._vocab, grammar, self.n_vocab) if grammar else None
+        return self._generate(tokens, params, started, stream=stream, guard=guard)
 
     def _generate(
-        self, tokens: list[int], params: SamplingParams, started: int, *, stream: bool
+        self,
+        tokens: list[int],
+        params: SamplingParams,
+        started: int,
+        *,
+        stream: bool,
+        guard: GrammarGuard | None = None,
     ) -> Generator[Chunk, None, None]:
         seq_id = self._acquire_slot(tokens)
         seq: Sequence | None = None
         keep: list[int] = []
         try:
-            seq = Sequence(seq_id, tokens, params, n_ctx=self.n_ctx, n_vocab=self.n_vocab)
+            seq = Sequence(
+                seq_id, tokens, params, n_ctx=self.n_ctx, n_vocab=self.n_vocab, guard=guard
+            )
             seq.n_cached = self._reuse_prefix(seq_id, tokens)
             yield from self._run(seq, started, stream=stream)
             if self.cache_prompt:
@@ -524,11 +550,11 @@ class LoadedModel:
 
     def _fit_prompt(self, tokens: list[int], num_keep: int, *, truncate: bool) -> list[int]:
         if not tokens:
-            raise InferenceError("the prompt is empty (no tokens)")
+            raise RequestError("the prompt is empty (no tokens)")
         if len(tokens) <= self.n_ctx:
             return tokens
         if not truncate:
-            raise InferenceError("the input length exceeds the context length")
+            raise RequestError("the input length exceeds the context length")
         keep = min(max(num_keep, 0), self.n_ctx - 1)
         discard = len(tokens) - self.n_ctx
         log.warning(
@@ -555,8 +581,13 @@ class LoadedModel:
                 rc = llama_cpp.llama_decode(self._ctx.ctx, batch)
                 if rc != 0:
                     raise InferenceError(f"llama_decode failed with code {rc}")
-            token: int = seq.sampler.sample(self._ctx, -1)
+            if seq.guard is None:
+                # llama_sampler_sample also accepts the token into the chain.
+                token: int = seq.sampler.sample(self._ctx, -1)
+                return token
+            token = seq.guard.sample(seq.sampler.sampler, self._ctx.ctx, -1)
         seq.sampler.accept(token)
+        seq.guard.accept(token)
         return token
 
     def _run(self, seq: Sequence, started: int, *, stream: bool) -> Iterator[Chunk]:
@@ -681,10 +712,10 @@ class LoadedModel:
         for text in texts:
             tokens = self.tokenize(text)
             if not tokens:
-                raise InferenceError("cannot embed an empty input")
+                raise RequestError("cannot embed an empty input")
             if len(tokens) > self.n_ctx:
                 if not truncate:
-                    raise InferenceError("the input length exceeds the context length")
+                    raise RequestError("the input length exceeds the context length")
                 tokens = tokens[: self.n_ctx]
             count += len(tokens)
             vec = self._embed_tokens(tokens)

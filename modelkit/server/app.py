@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -10,10 +13,16 @@ from starlette.exceptions import HTTPException
 from modelkit import __version__
 from modelkit.config import Settings
 from modelkit.errors import ModelkitError
-from modelkit.server import routes_create, routes_models
-from modelkit.server.errors import APIError, error_response, handle_api_error, handle_domain_error
+from modelkit.runtime.scheduler import QueueFullError
+from modelkit.server import routes_create, routes_inference, routes_models
+from modelkit.server.errors import (
+    APIError,
+    error_response,
+    handle_api_error,
+    handle_domain_error,
+    handle_queue_full,
+)
 from modelkit.server.state import ServerState
-from modelkit.store import Store
 
 
 async def _http_error(_: Request, err: Exception) -> Response:
@@ -32,9 +41,19 @@ async def _validation_error(_: Request, err: Exception) -> JSONResponse:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
-    app = FastAPI(title="modelkit", version=__version__, docs_url=None, redoc_url=None)
-    app.state.modelkit = ServerState(settings=settings, store=Store(settings.models))
+    state = ServerState.create(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        state.service.shutdown()  # unload every model, as Ollama does on SIGTERM
+
+    app = FastAPI(
+        title="modelkit", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan
+    )
+    app.state.modelkit = state
     app.add_exception_handler(APIError, handle_api_error)
+    app.add_exception_handler(QueueFullError, handle_queue_full)
     app.add_exception_handler(ModelkitError, handle_domain_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -51,4 +70,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(routes_models.router)
     app.include_router(routes_create.router)
+    app.include_router(routes_inference.router)
     return app

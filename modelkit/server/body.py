@@ -32,5 +32,7 @@ async def read_body(request: Request, model: type[M]) -> M:
         return model.model_validate(data)
     except ValidationError as err:
         first = err.errors()[0]
+        if first["type"] == "value_error":  # our validators word their own messages
+            raise APIError(400, str(first["msg"]).removeprefix("Value error, ")) from None
         where = ".".join(str(p) for p in first["loc"])
         raise APIError(400, f"invalid value for {where}: {first['msg']}") from None

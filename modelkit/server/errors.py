@@ -12,7 +12,11 @@ from modelkit.errors import (
     ModelkitError,
     ModelNameError,
     ModelNotFoundError,
+    RequestError,
+    TemplateError,
 )
+from modelkit.runtime.options import OptionTypeError
+from modelkit.runtime.scheduler import QUEUE_FULL_MESSAGE, QueueFullError
 
 
 class APIError(Exception):
@@ -31,7 +35,16 @@ def error_response(status: int, message: str) -> JSONResponse:
 def status_for(err: ModelkitError) -> int:
     if isinstance(err, ModelNotFoundError):
         return 404
-    if isinstance(err, ModelNameError | ModelfileError | BuildError | DigestMismatchError):
+    if isinstance(
+        err,
+        ModelNameError
+        | ModelfileError
+        | BuildError
+        | DigestMismatchError
+        | RequestError
+        | OptionTypeError
+        | TemplateError,
+    ):
         return 400
     return 500
 
@@ -44,3 +57,8 @@ async def handle_api_error(_: Request, err: Exception) -> JSONResponse:
 async def handle_domain_error(_: Request, err: Exception) -> JSONResponse:
     assert isinstance(err, ModelkitError)
     return error_response(status_for(err), str(err))
+
+
+async def handle_queue_full(_: Request, err: Exception) -> JSONResponse:
+    assert isinstance(err, QueueFullError)
+    return error_response(503, QUEUE_FULL_MESSAGE)

@@ -1,0 +1,336 @@
+"""The inference service: chat, generate and embed requests in, events out — the scheduler,
+the engine, prompt building and output parsing put together, without any HTTP."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelkit.config import Settings
+from modelkit.errors import InferenceError, ModelNameError, ModelNotFoundError, RequestError
+from modelkit.names import ModelName
+from modelkit.runtime.constrain import gbnf_for_format
+from modelkit.runtime.engine import GenerationStats, LoadedModel
+from modelkit.runtime.options import LoadParams, Options, load_params, resolve_options
+from modelkit.runtime.parsing import ThinkingParser, ToolCall, ToolCallParser, thinking_tags
+from modelkit.runtime.prompting import ChatTemplate, Messages, chat_messages, fit_to_context
+from modelkit.runtime.scheduler import Lease, RunnerInfo, Scheduler
+from modelkit.store import ModelView, Store, read_gguf_info, view_model
+from modelkit.template import GoTemplate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelKey:
+    """What a loaded runner is: a model name at one manifest digest (a rebuild reloads)."""
+
+    name: str
+    digest: str
+
+
+class Runner:
+    """A loaded model with what requests need next to it: its template and view."""
+
+    def __init__(self, view: ModelView, model: LoadedModel, template: ChatTemplate) -> None:
+        self.view = view
+        self.model = model
+        self.template = template
+
+    @property
+    def size(self) -> int:
+        return self.view.stored.size
+
+    def close(self) -> None:
+        self.model.close()
+
+
+@dataclass
+class Event:
+    """One step of a response: deltas, tool calls, and on the last one ``stats``."""
+
+    content: str = ""
+    thinking: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    done: bool = False
+    done_reason: str = ""
+    stats: GenerationStats | None = None
+    load_duration: int = 0
+
+
+@dataclass
+class ChatRequest:
+    model: str
+    messages: Messages = field(default_factory=list)
+    tools: list[dict[str, Any]] | None = None
+    format: Any = None
+    options: dict[str, Any] | None = None
+    think: bool | str | None = None
+    keep_alive: float | None = None
+    truncate: bool = True
+
+
+@dataclass
+class GenerateRequest:
+    model: str
+    prompt: str = ""
+    suffix: str = ""
+    system: str | None = None
+    template: str | None = None
+    context: list[int] | None = None
+    raw: bool = False
+    format: Any = None
+    options: dict[str, Any] | None = None
+    think: bool | str | None = None
+    keep_alive: float | None = None
+    images: list[str] = field(default_factory=list)
+    truncate: bool = True
+
+
+@dataclass
+class EmbedResult:
+    embeddings: list[list[float]]
+    prompt_eval_count: int
+    load_duration: int
+
+
+class InferenceService:
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+        self.scheduler: Scheduler[ModelKey, LoadParams, Runner] = Scheduler(
+            self._load,
+            max_loaded=settings.max_loaded_models,
+            num_parallel=settings.num_parallel,
+            max_queue=settings.max_queue,
+            default_keep_alive=settings.keep_alive,
+        )
+
+    # -- models ------------------------------------------------------------------------------
+
+    def view(self, name: str) -> ModelView:
+        try:
+            return view_model(self.store, ModelName.parse(name))
+        except (ModelNotFoundError, ModelNameError):
+            raise ModelNotFoundError(f"model '{name}' not found") from None
+
+    def template_for(self, view: ModelView) -> ChatTemplate:
+        gguf_template = None
+        if view.template is None and view.model is not None:
+            gguf_template = read_gguf_info(self.store.blob_path(view.model.digest)).chat_template
+        return ChatTemplate.for_model(view, gguf_template)
+
+    def _load(self, key: ModelKey, spec: LoadParams) -> Runner:
+        view = self.view(key.name)
+        if view.model is None:
+            raise InferenceError(f"model {key.name} has no model weights layer")
+        model = LoadedModel(
+            self.store.blob_path(view.model.digest),
+            adapters=[self.store.blob_path(a.digest) for a in view.adapters],
+            load=spec,
+            model_params=view.parameters,
+        )
+        return Runner(view, model, self.template_for(view))
+
+    def acquire(
+        self, view: ModelView, options: dict[str, Any] | None, keep_alive: float | None
+    ) -> tuple[Lease[ModelKey, LoadParams, Runner], Options, int]:
+        """A lease on the model loaded as ``options`` need; blocks; (lease, options, wait ns)."""
+        opts = resolve_options(view.parameters, options, self.settings)
+        key = ModelKey(view.name.display, view.stored.digest)
+        started = time.perf_counter_ns()
+        lease = self.scheduler.acquire(key, load_params(opts, self.settings), keep_alive)
+        return lease, opts, time.perf_counter_ns() - started
+
+    def unload(self, view: ModelView) -> None:
+        self.scheduler.unload(ModelKey(view.name.display, view.stored.digest))
+
+    def loaded(self) -> list[RunnerInfo[ModelKey, LoadParams, Runner]]:
+        return self.scheduler.loaded()
+
+    def shutdown(self) -> None:
+        self.scheduler.shutdown()
+
+    # -- chat and generate -------------------------------------------------------------------
+
+    def _think(self, template: ChatTemplate, think: bool | str | None, model: str) -> bool:
+        capable = "thinking" in template.capabilities
+        if think is None:
+            return capable
+        wanted = think if isinstance(think, bool) else think in ("low", "medium", "high", "max")
+        if wanted and not capable:
+            raise RequestError(f'"{model}" does not support thinking')
+        return bool(wanted)
+
+    def chat(self, req: ChatRequest) -> Iterator[Event]:
+        """Check the request, then (lazily) load the model and stream the answer."""
+        view = self.view(req.model)
+        grammar = gbnf_for_format(req.format)
+        template = self.template_for(view)
+        if req.tools and "tools" not in template.capabilities:
+            raise RequestError(f"{view.name} does not support tools")
+        think = self._think(template, req.think, req.model)
+        messages = chat_messages(view, req.messages)
+        return self._run(
+            view,
+            req.options,
+            req.keep_alive,
+            lambda runner, opts: fit_to_context(
+                lambda msgs: runner.template.render(
+                    msgs, tools=req.tools, think=req.think if think else None
+                ),
+                lambda text: len(runner.model.tokenize(text)),
+                messages,
+                opts.num_ctx,
+            ),
+            grammar=grammar,
+            think=think,
+            tools=req.tools,
+            truncate=req.truncate,
+        )
+
+    def generate(self, req: GenerateRequest) -> Iterator[Event]:
+        view = self.view(req.model)
+        if req.raw and (req.template or req.system or req.context):
+            raise RequestError("raw mode does not support template, system, or context")
+        if req.images and not view.projectors:
+            raise RequestError(f"{view.name} does not support images (it has no vision projector)")
+        grammar = gbnf_for_format(req.format)
+        template = (
+            ChatTemplate(req.template, go=GoTemplate(req.template))
+            if req.template
+            else (self.template_for(view))
+        )
+        if req.suffix and "insert" not in template.capabilities:
+            raise RequestError(f"{view.name} does not support insert")
+        think = self._think(template, req.think, req.model) if not req.raw else False
+
+        def build_prompt(runner: Runner, opts: Options) -> str:
+            if req.raw:
+                return req.prompt
+            context = runner.model.detokenize(req.context) if req.context else ""
+            if req.suffix:
+                return context + template.render([], prompt=req.prompt, suffix=req.suffix)
+            system = req.system if req.system is not None else view.system
+            messages: Messages = [{"role": "system", "content": system}] if system else []
+            if not req.context:
+                messages += [dict(m) for m in view.messages]
+            messages.append({"role": "user", "content": req.prompt})
+            return context + fit_to_context(
+                lambda msgs: template.render(msgs, think=req.think if think else None),
+                lambda text: len(runner.model.tokenize(text)),
+                messages,
+                opts.num_ctx,
+            )
+
+        return self._run(
+            view,
+            req.options,
+            req.keep_alive,
+            build_prompt,
+            grammar=grammar,
+            think=think,
+            tools=None,
+            truncate=req.truncate,
+        )
+
+    def _run(
+        self,
+        view: ModelView,
+        options: dict[str, Any] | None,
+        keep_alive: float | None,
+        build_prompt: Any,
+        *,
+        grammar: str | None,
+        think: bool,
+        tools: list[dict[str, Any]] | None,
+        truncate: bool,
+    ) -> Iterator[Event]:
+        lease, opts, waited = self.acquire(view, options, keep_alive)
+        try:
+            runner = lease.runner
+            prompt: str = build_prompt(runner, opts)
+            chunks = runner.model.generate(prompt, opts, truncate=truncate, grammar=grammar)
+        except BaseException:
+            lease.release()
+            raise
+        return self._events(lease, chunks, prompt, think=think, tools=tools, waited=waited)
+
+    def _events(
+        self,
+        lease: Lease[ModelKey, LoadParams, Runner],
+        chunks: Iterator[Any],
+        prompt: str,
+        *,
+        think: bool,
+        tools: list[dict[str, Any]] | None,
+        waited: int,
+    ) -> Iterator[Event]:
+        template = lease.runner.template
+        tags = thinking_tags(template.text) if think else None
+        thinker = None
+        if tags:
+            thinker = ThinkingParser(tags[0], tags[1], inside=prompt.rstrip().endswith(tags[0]))
+        names = {str(t.get("function", {}).get("name", "")) for t in tools or []}
+        tooler = ToolCallParser(template.tool_tag, names) if tools else None
+        try:
+            for chunk in chunks:
+                thinking, content = thinker.feed(chunk.text) if thinker else ("", chunk.text)
+                calls: list[ToolCall] = []
+                if chunk.done and thinker:
+                    more_thinking, more = thinker.finish()
+                    thinking, content = thinking + more_thinking, content + more
+                if tooler:
+                    content, calls = tooler.feed(content)
+                    if chunk.done:
+                        rest, more_calls = tooler.finish()
+                        content, calls = content + rest, calls + more_calls
+                if chunk.done:
+                    yield Event(
+                        content,
+                        thinking,
+                        calls,
+                        done=True,
+                        done_reason=chunk.stats.done_reason if chunk.stats else "stop",
+                        stats=chunk.stats,
+                        load_duration=waited,
+                    )
+                elif content or thinking or calls:
+                    yield Event(content, thinking, calls)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+            lease.release()
+
+    # -- embeddings --------------------------------------------------------------------------
+
+    def embed(
+        self,
+        model: str,
+        inputs: list[str],
+        *,
+        truncate: bool = True,
+        dimensions: int | None = None,
+        options: dict[str, Any] | None = None,
+        keep_alive: float | None = None,
+    ) -> EmbedResult:
+        view = self.view(model)
+        lease, _, waited = self.acquire(view, options, keep_alive)
+        with lease:
+            if not inputs:
+                return EmbedResult([], 0, waited)
+            result = lease.runner.model.embed_with_stats(
+                inputs, truncate=truncate, dimensions=dimensions
+            )
+        return EmbedResult(result.vectors, result.prompt_eval_count, waited)
+
+    def load_only(self, model: str, keep_alive: float | None) -> int:
+        """Load ``model`` (a generate with no prompt); returns the wait in ns."""
+        view = self.view(model)
+        lease, _, waited = self.acquire(view, None, keep_alive)
+        lease.release()
+        return waited
