@@ -9,6 +9,7 @@ from typing import Any
 
 import gguf
 import pytest
+
 from fixtures.real_models import fetch_models
 from fixtures.tiny_gguf import (
     CHATML_TEMPLATE,
