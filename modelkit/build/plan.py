@@ -35,6 +35,7 @@ from modelkit.store import (
     digest_from_filename,
     read_gguf_info,
 )
+from modelkit.template import template_error
 
 EMPTY_DIGEST = "sha256:" + "0" * 64
 
@@ -202,6 +203,9 @@ class Planner:
         add up, parameters merge over the parent's (in that order of layers)."""
         has = self.store.has_blob
         if mf.template:
+            error = template_error(mf.template)
+            if error is not None:
+                raise BuildError(f"template error: {error}")
             layers = [x for x in layers if x.media_type != MEDIA_TYPE_TEMPLATE]
             layers.append(text_layer(MEDIA_TYPE_TEMPLATE, mf.template.encode(), "TEMPLATE", False))
         if mf.system:

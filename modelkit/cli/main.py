@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from modelkit import __version__
-from modelkit.cli import build_cmds, model_cmds, run_cmds, serve_cmds
+from modelkit.cli import build_cmds, model_cmds, run_cmds, serve_cmds, template_cmds
 from modelkit.errors import ModelkitError
 
 
@@ -37,13 +37,9 @@ def cli() -> None:
     """
 
 
-for command in (
-    *build_cmds.COMMANDS,
-    *model_cmds.COMMANDS,
-    *serve_cmds.COMMANDS,
-    *run_cmds.COMMANDS,
-):
-    cli.add_command(command)
+for module in (build_cmds, model_cmds, serve_cmds, run_cmds, template_cmds):
+    for command in module.COMMANDS:
+        cli.add_command(command)
 cli.add_command(model_cmds.list_models, name="ls")
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from modelkit.errors import InferenceError, TemplateError
 from modelkit.runtime.parsing import thinking_tags, tool_call_tag
-from modelkit.store import ModelView
+from modelkit.store import ModelView, Store, read_gguf_info
 from modelkit.template import (
     DEFAULT_TEMPLATE_TEXT,
     GoTemplate,
@@ -40,6 +40,14 @@ class ChatTemplate:
         if text is None:
             text = DEFAULT_TEMPLATE_TEXT
         return cls.parse(text)
+
+    @classmethod
+    def for_stored_model(cls, store: Store, view: ModelView) -> ChatTemplate:
+        """As :meth:`for_model`, reading the GGUF's chat template from the store if needed."""
+        gguf_template = None
+        if view.template is None and view.model is not None:
+            gguf_template = read_gguf_info(store.blob_path(view.model.digest)).chat_template
+        return cls.for_model(view, gguf_template)
 
     @classmethod
     def parse(cls, text: str) -> ChatTemplate:

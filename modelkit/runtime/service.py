@@ -18,7 +18,7 @@ from modelkit.runtime.options import LoadParams, Options, load_params, resolve_o
 from modelkit.runtime.parsing import ThinkingParser, ToolCall, ToolCallParser, thinking_tags
 from modelkit.runtime.prompting import ChatTemplate, Messages, chat_messages, fit_to_context
 from modelkit.runtime.scheduler import Lease, RunnerInfo, Scheduler
-from modelkit.store import ModelView, Store, read_gguf_info, view_model
+from modelkit.store import ModelView, Store, view_model
 from modelkit.template import GoTemplate
 
 log = logging.getLogger(__name__)
@@ -118,10 +118,7 @@ class InferenceService:
             raise ModelNotFoundError(f"model '{name}' not found") from None
 
     def template_for(self, view: ModelView) -> ChatTemplate:
-        gguf_template = None
-        if view.template is None and view.model is not None:
-            gguf_template = read_gguf_info(self.store.blob_path(view.model.digest)).chat_template
-        return ChatTemplate.for_model(view, gguf_template)
+        return ChatTemplate.for_stored_model(self.store, view)
 
     def _load(self, key: ModelKey, spec: LoadParams) -> Runner:
         view = self.view(key.name)

@@ -18,6 +18,7 @@ Layout: ``parser`` (grammar/gotemplate.lark → ``nodes``) → ``executor`` (wit
 from __future__ import annotations
 
 from modelkit.errors import TemplateError
+from modelkit.template.check import template_error
 from modelkit.template.gotemplate import DEFAULT_TEMPLATE_TEXT, GoTemplate
 from modelkit.template.jinja import JinjaTemplate, is_jinja_template
 from modelkit.template.prompt import (
@@ -52,5 +53,6 @@ __all__ = [
     "collate",
     "is_jinja_template",
     "render_prompt",
+    "template_error",
     "think_values",
 ]

@@ -17,10 +17,14 @@ from modelkit.modelfile.ast import (
     Diagnostic,
     Instruction,
     Message,
+    Modelfile,
     Parameter,
+    Position,
+    Template,
     instruction_argument,
 )
 from modelkit.modelfile.parser import parse
+from modelkit.template import template_error
 
 __all__ = ["LintReport", "instruction_json", "lint_file", "lint_text"]
 
@@ -81,8 +85,38 @@ def lint_text(text: str | bytes, path: str = "<string>") -> LintReport:
         )
     return LintReport(
         instructions=[instruction_json(inst) for inst in mf.instructions],
-        diagnostics=list(mf.warnings),
+        diagnostics=list(mf.warnings) + template_diagnostics(mf, _source_lines(text)),
     )
+
+
+def _source_lines(text: str | bytes) -> list[str]:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    return text.lstrip("\ufeff").splitlines()
+
+
+def template_diagnostics(mf: Modelfile, lines: list[str] | None = None) -> list[Diagnostic]:
+    """TEMPLATE syntax errors, placed at their line in the Modelfile."""
+    found = []
+    for inst in mf.of_type(Template):
+        err = template_error(inst.text)
+        if err is None:
+            continue
+        start = inst.value_pos if inst.value_pos.line else inst.pos
+        line = start.line + max(err.line, 1) - 1
+        col = max(err.col, 0) + 1
+        if max(err.line, 1) == 1:
+            col += start.col - 1 + _quote_width(lines or [], start)
+        found.append(Diagnostic(line, col, "error", f"template error: {err}", rule="template"))
+    return found
+
+
+def _quote_width(lines: list[str], start: Position) -> int:
+    """How many quote characters open the value at ``start`` (0, 1 or 3)."""
+    if not 0 < start.line <= len(lines):
+        return 0
+    rest = lines[start.line - 1][start.col - 1 :]
+    return 3 if rest.startswith('"""') else 1 if rest.startswith('"') else 0
 
 
 def lint_file(path: str | os.PathLike[str]) -> LintReport:

@@ -349,3 +349,10 @@ def test_requires_renderer_parser_go_to_config_and_inherit(store: Store, project
     _, result = build(store, child, "cfg2")
     config = json.loads(store.blob_path(result.stored.manifest.config.digest).read_bytes())
     assert (config["requires"], config["renderer"], config["parser"]) == ("0.14", "qwen3", "other")
+
+
+def test_template_syntax_error_fails_the_build(store: Store, project: Path) -> None:
+    mf = write_modelfile(project, 'FROM ./tiny.gguf\nTEMPLATE """{{ if .System }}x"""\n')
+    with pytest.raises(BuildError, match="template error: template: :1"):
+        build(store, mf, "x")
+    assert store.list_models() == []

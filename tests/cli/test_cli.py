@@ -190,3 +190,14 @@ def test_installed_executable(ollama_models: Path, project: Path) -> None:
         [sys.executable, "-m", "modelkit", "--version"], capture_output=True, text=True, check=True
     )
     assert "modelkit" in module.stdout
+
+
+def test_lint_reports_template_errors_with_position(tmp_path: Path) -> None:
+    bad = tmp_path / "Modelfile"
+    bad.write_text('FROM foo\nTEMPLATE """{{ .Prompt }}\n{{ if .System }}\n"""\n')
+    code, out, _ = run("lint", "-f", str(bad), "--format", "json")
+    assert code == 1
+    diag = json.loads(out)["diagnostics"][0]
+    assert diag["line"] == 4 and "template error" in diag["message"]
+    code, out, _ = run("lint", "-f", str(bad))
+    assert f"{bad}:4:" in out
