@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException
 
@@ -21,6 +22,13 @@ from modelkit.server.errors import (
     handle_api_error,
     handle_domain_error,
     handle_queue_full,
+)
+from modelkit.server.security import (
+    ALLOWED_HEADERS,
+    EXTENSION_ORIGINS,
+    HostGuard,
+    is_loopback_host,
+    origin_regex,
 )
 from modelkit.server.state import ServerState
 
@@ -52,6 +60,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="modelkit", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan
     )
     app.state.modelkit = state
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origin_regex=origin_regex((*settings.origins, *EXTENSION_ORIGINS)),
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+        allow_headers=ALLOWED_HEADERS,
+    )
+    if is_loopback_host(settings.host.host):
+        app.add_middleware(HostGuard)
     app.add_exception_handler(APIError, handle_api_error)
     app.add_exception_handler(QueueFullError, handle_queue_full)
     app.add_exception_handler(ModelkitError, handle_domain_error)

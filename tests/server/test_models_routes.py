@@ -14,7 +14,7 @@ from modelkit.store import Store
 
 @pytest.fixture
 def client(tiny_store: Store) -> TestClient:
-    return TestClient(create_app(Settings.from_env()))
+    return TestClient(create_app(Settings.from_env()), base_url="http://127.0.0.1:11434")
 
 
 def test_root_and_version(client: TestClient) -> None:
