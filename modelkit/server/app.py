@@ -15,7 +15,7 @@ from modelkit import __version__
 from modelkit.config import Settings
 from modelkit.errors import ModelkitError
 from modelkit.runtime.scheduler import QueueFullError
-from modelkit.server import routes_create, routes_inference, routes_models
+from modelkit.server import routes_create, routes_inference, routes_models, routes_openai
 from modelkit.server.errors import (
     APIError,
     error_response,
@@ -87,4 +87,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(routes_models.router)
     app.include_router(routes_create.router)
     app.include_router(routes_inference.router)
+    app.include_router(routes_openai.router)
     return app

@@ -18,6 +18,8 @@ TINY_MODELFILE = (
     "FROM {path}\n"
     "SYSTEM You are terse.\n"
     "PARAMETER stop <|im_end|>\nPARAMETER temperature 0\n"
+    # Random weights never stop by themselves: keep generations and contexts short.
+    "PARAMETER num_predict 16\nPARAMETER num_ctx 256\nPARAMETER num_thread 1\n"
     "LICENSE MIT\nMESSAGE user hi\n"
 )
 
