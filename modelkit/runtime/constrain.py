@@ -92,6 +92,7 @@ class GrammarGuard:
 
     def __init__(self, vocab: Any, gbnf: str, n_vocab: int) -> None:
         llama_cpp = _llama()
+        self._llama_cpp = llama_cpp  # kept: close() may run at interpreter exit
         self.sampler = llama_cpp.llama_sampler_init_grammar(vocab, gbnf.encode(), b"root")
         if not self.sampler:
             raise InferenceError("the format grammar could not be compiled")
@@ -124,8 +125,8 @@ class GrammarGuard:
         _llama().llama_sampler_accept(self.sampler, token)
 
     def close(self) -> None:
-        if self.sampler:
-            _llama().llama_sampler_free(self.sampler)
+        if getattr(self, "sampler", None):
+            self._llama_cpp.llama_sampler_free(self.sampler)
             self.sampler = None
 
     def __del__(self) -> None:

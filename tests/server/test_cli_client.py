@@ -57,7 +57,11 @@ def test_errors_are_messages_not_tracebacks(server: RunningServer) -> None:
 def test_unreachable_server(tmp_path: object) -> None:
     env = {**os.environ, "OLLAMA_HOST": "127.0.0.1:1"}
     done = subprocess.run(
-        [sys.executable, "-m", "modelkit", "ps"], env=env, capture_output=True, text=True,
-        timeout=30, check=False,
+        [sys.executable, "-m", "modelkit", "ps"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     assert done.returncode == 1 and "could not connect" in done.stderr

@@ -187,3 +187,36 @@ def test_qwen_answers_through_the_ollama_client(
         )
         data = json.loads(structured.message.content)
         assert set(data) >= {"city", "country"} and "Paris" in data["city"]
+
+
+def test_full_queue_answers_503_at_once(tiny_store: Store, tmp_path: Path) -> None:
+    env = {"OLLAMA_NUM_PARALLEL": "1", "OLLAMA_MAX_QUEUE": "0"}
+    with running_server(tiny_store.root, tmp_path, env=env) as server:
+        # Random weights never stop: this one runs until its 2048-token context is full.
+        slow = {**TINY_OPTIONS, "num_ctx": 2048, "num_predict": -1}
+        long = {"model": "tiny", "prompt": "x", "options": slow}
+        with httpx.stream("POST", server.url + "/api/generate", json=long, timeout=30) as busy:
+            lines = busy.iter_lines()  # keep it: a dropped iterator closes the connection
+            next(lines)  # the only slot is now taken
+            second = httpx.post(
+                server.url + "/api/generate",
+                json={"model": "tiny", "prompt": "y", "options": slow},
+                timeout=10,
+            )
+            assert second.status_code == 503
+            assert second.json() == {
+                "error": "server busy, please try again.  maximum pending requests exceeded"
+            }
+        after = httpx.post(
+            server.url + "/api/generate",
+            json={"model": "tiny", "prompt": "y", "options": TINY_OPTIONS, "stream": False},
+            timeout=30,
+        )
+        assert after.status_code == 200 and after.json()["done"] is True
+
+
+def test_oversized_body_is_refused(server: RunningServer) -> None:
+    huge = b'{"model": "tiny", "prompt": "' + b"a" * (33 * 1024 * 1024) + b'"}'
+    r = httpx.post(server.url + "/api/generate", content=huge, timeout=60)
+    assert r.status_code == 413 and r.json() == {"error": "request body too large"}
+    assert httpx.get(server.url + "/").status_code == 200

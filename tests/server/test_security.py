@@ -40,9 +40,7 @@ def test_origin_patterns() -> None:
     assert not pattern.match("http://evil.com")
 
 
-def test_cors_and_host_guard_in_the_app(
-    tiny_store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_cors_and_host_guard_in_the_app(tiny_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OLLAMA_ORIGINS", "https://my.app")
     client = TestClient(create_app(Settings.from_env()), base_url="http://127.0.0.1:11434")
     allowed = client.get("/api/tags", headers={"Origin": "https://my.app"})

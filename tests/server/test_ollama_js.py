@@ -1,0 +1,48 @@
+"""The official JavaScript client (the ``ollama`` npm package, ollama-js) against the real
+server: ``tests/server/js/client.mjs`` lists, generates and streams a chat, then prints JSON.
+
+Needs ``node`` and ``npm install`` run in tests/server/js (``.ci/run`` does it)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from fixtures.server import RunningServer
+
+JS_DIR = Path(__file__).parent / "js"
+
+
+def test_ollama_js_client(server: RunningServer) -> None:
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    if not (JS_DIR / "node_modules" / "ollama" / "package.json").is_file():
+        pytest.skip("the ollama npm package is missing: run `npm install` in tests/server/js")
+    run = subprocess.run(
+        [node, "client.mjs", server.url],
+        cwd=JS_DIR,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr + server.log_text()
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["models"] == ["tiny:latest"]
+    gen = out["generate"]
+    assert gen["done"] is True and gen["done_reason"] == "length" and gen["eval_count"] == 4
+    assert gen["response"]
+    chat = out["chat"]
+    assert chat["parts"] >= 2 and chat["roles"] == ["assistant"]
+    assert chat["done"] is True and chat["done_reason"] == "length" and chat["eval_count"] == 4
+    assert chat["content"]
+    assert out["missing"] == {
+        "name": "ResponseError",
+        "status_code": 404,
+        "error": "model 'missing' not found",
+    }
