@@ -10,6 +10,7 @@ from modelkit.cli.humanize import human_bytes, human_time, table
 from modelkit.config import Settings
 from modelkit.errors import ModelNotFoundError
 from modelkit.names import ModelName
+from modelkit.runtime.prompting import ChatTemplate
 from modelkit.store import GGUFInfo, ModelView, Store, read_gguf_info, view_model
 
 
@@ -94,7 +95,8 @@ def show(name: str, part: str | None) -> None:
     elif part == "parameters":
         click.echo(show_parameters(view.parameters))
     elif part == "template":
-        click.echo(view.template if view.template is not None else "{{ .Prompt }}")
+        # What serving uses: the TEMPLATE layer, else the GGUF's own chat template.
+        click.echo(ChatTemplate.for_stored_model(store, view).text)
     elif part == "system":
         click.echo(view.system or "")
     elif part == "license":

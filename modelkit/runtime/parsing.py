@@ -154,6 +154,7 @@ class ToolCallParser:
     _buffer: str = ""
     _raw: str = ""  # everything since the tag, returned as content if no call is found
     _in_calls: bool = False
+    _bare: bool = False  # the calls began without the tag
     _emitted_any: bool = False
     _count: int = 0
 
@@ -162,15 +163,17 @@ class ToolCallParser:
         if self._in_calls:
             self._raw += text
             return "", self._drain()
-        if self.tag == "{":
-            # A bare JSON tool call is only recognised at the very start of the output.
+        if not self._emitted_any:
+            # A bare JSON call at the very start of the output counts too: small models
+            # often skip their template's tag.
             stripped = self._buffer.lstrip()
-            if not self._emitted_any and not stripped:
+            if not stripped:
                 return "", []
-            if not self._emitted_any and stripped.startswith(("{", "[")):
-                self._in_calls = True
+            if stripped.startswith(("{", "[") if self.tag == "{" else "{"):
+                self._in_calls, self._bare = True, True
                 self._buffer = self._raw = stripped
                 return "", self._drain()
+        if self.tag == "{":
             out, self._buffer = self._buffer, ""
             self._emitted_any = True
             return out, []
@@ -216,7 +219,7 @@ class ToolCallParser:
             calls = self._drain()
             self._buffer = ""
             if not calls and self._count == 0:
-                return (self.tag if self.tag != "{" else "") + self._raw, []
+                return ("" if self._bare else self.tag) + self._raw, []
             return "", calls
         rest, self._buffer = self._buffer, ""
         return rest, []

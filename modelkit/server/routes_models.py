@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request, Response
 from modelkit.build.show import show_modelfile, show_parameters
 from modelkit.errors import DigestMismatchError, ModelNameError, ModelNotFoundError
 from modelkit.names import ModelName
+from modelkit.runtime.prompting import ChatTemplate
 from modelkit.server.body import read_body
 from modelkit.server.errors import APIError
 from modelkit.server.schemas import CopyRequest, ModelRequest, ShowRequest
@@ -115,16 +116,20 @@ async def show(request: Request) -> dict[str, Any]:
         raise APIError(400, "model is required")
     state = _state(request)
     view = _view(state, body.model)
+    # The template modelkit really uses: the TEMPLATE layer, else the GGUF's own chat
+    # template (Ollama would fall back to "{{ .Prompt }}" here).
+    template = ChatTemplate.for_stored_model(state.store, view)
+    capabilities = sorted(set(template.capabilities) | set(view.config.capabilities or []))
     response: dict[str, Any] = {
         "license": "\n".join(view.licenses),
         "modelfile": show_modelfile(view, state.store),
         "parameters": show_parameters(view.parameters),
-        "template": view.template if view.template is not None else "{{ .Prompt }}",
+        "template": template.text,
         "system": body.system or view.system or "",
         "details": details(view),
         "messages": view.messages,
         "model_info": model_info(state, view, body.verbose),
-        "capabilities": view.config.capabilities or ["completion"],
+        "capabilities": capabilities,
         "modified_at": view.stored.modified.astimezone().isoformat(),
     }
     if view.config.requires:

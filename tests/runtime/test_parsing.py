@@ -104,3 +104,17 @@ def test_tags_from_templates() -> None:
     assert tool_call_tag("{{ .Prompt }}") == "{"
     assert thinking_tags("{{ .Thinking }}<think>x</think>") == ("<think>", "</think>")
     assert thinking_tags("{{ .Prompt }}") is None
+
+
+def test_bare_json_call_is_read_even_when_the_template_has_a_tag() -> None:
+    parser = ToolCallParser("<tool_call>", {"get_weather"})
+    content, calls = parser.feed('{"name": "get_weather", "arguments": {"city": "Paris"}}')
+    rest, more = parser.finish()
+    assert content == rest == "" and [c.name for c in calls + more] == ["get_weather"]
+    prose = ToolCallParser("<tool_call>", {"get_weather"})
+    text, found = prose.feed('{"not": "a call"}')
+    rest, more = prose.finish()
+    assert found == more == [] and text + rest == '{"not": "a call"}'
+    tagged = ToolCallParser("[TOOL_CALLS]", {"a"})
+    text, found = tagged.feed('[TOOL_CALLS] [{"name": "a", "arguments": {}}]')
+    assert text == "" and [c.name for c in found] == ["a"]
