@@ -217,6 +217,9 @@ def handle_line(session: Session, line: str, api: ShowAPI) -> Outcome:
         return Outcome("print", _set(session, args))
     if word == "/show":
         return Outcome("print", _show(session, args, api))
+    if word in ("/think", "/no_think"):  # the Qwen-style switches, as a shortcut
+        session.think = word == "/think"
+        return Outcome("print", f"Set '{'think' if session.think else 'nothink'}' mode.")
     if word == "/clear":
         session.clear()
         return Outcome("print", "Cleared session context")

@@ -106,3 +106,9 @@ def test_go_duration_and_stats() -> None:
         "eval duration:        500ms",
         "eval rate:            20.00 tokens/s",
     ]
+
+
+def test_think_shortcuts() -> None:
+    s = Session("m")
+    assert handle_line(s, "/think", FakeAPI()).text == "Set 'think' mode." and s.think is True
+    assert handle_line(s, "/no_think", FakeAPI()).text == "Set 'nothink' mode." and not s.think
