@@ -165,6 +165,8 @@ class InferenceService:
     def chat(self, req: ChatRequest) -> Iterator[Event]:
         """Check the request, then (lazily) load the model and stream the answer."""
         view = self.view(req.model)
+        if any(m.get("images") for m in req.messages) and not view.projectors:
+            raise RequestError(f"{view.name} does not support images (it has no vision projector)")
         grammar = gbnf_for_format(req.format)
         template = self.template_for(view)
         if req.tools and "tools" not in template.capabilities:

@@ -220,3 +220,16 @@ def test_oversized_body_is_refused(server: RunningServer) -> None:
     r = httpx.post(server.url + "/api/generate", content=huge, timeout=60)
     assert r.status_code == 413 and r.json() == {"error": "request body too large"}
     assert httpx.get(server.url + "/").status_code == 200
+
+
+def test_images_are_refused_for_models_without_a_projector(server: RunningServer) -> None:
+    image = "iVBORw0KGgo="  # any base64: the model cannot see it anyway
+    r = httpx.post(
+        server.url + "/api/generate", json={"model": "tiny", "prompt": "x", "images": [image]}
+    )
+    assert r.status_code == 400 and "does not support images" in r.json()["error"]
+    r = httpx.post(
+        server.url + "/api/chat",
+        json={"model": "tiny", "messages": [{"role": "user", "content": "x", "images": [image]}]},
+    )
+    assert r.status_code == 400 and "does not support images" in r.json()["error"]
