@@ -201,3 +201,15 @@ def test_lint_reports_template_errors_with_position(tmp_path: Path) -> None:
     assert diag["line"] == 4 and "template error" in diag["message"]
     code, out, _ = run("lint", "-f", str(bad))
     assert f"{bad}:4:" in out
+
+
+def test_serve_help_lists_environment_with_current_values(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OLLAMA_HOST", "127.0.0.1:5555")
+    monkeypatch.setenv("OLLAMA_KEEP_ALIVE", "10m")
+    code, out, _ = run("serve", "--help")
+    assert code == 0
+    assert "OLLAMA_HOST=http://127.0.0.1:5555" in out
+    assert "OLLAMA_KEEP_ALIVE=10m0s" in out
+    assert "OLLAMA_MAX_QUEUE=512" in out
