@@ -24,6 +24,10 @@ from modelkit.template import GoTemplate
 log = logging.getLogger(__name__)
 
 
+# Raw prompts bypass templates entirely; this stands in so no model template is read.
+RAW_TEMPLATE = ChatTemplate("{{ .Prompt }}", go=GoTemplate("{{ .Prompt }}"))
+
+
 @dataclass(frozen=True)
 class ModelKey:
     """What a loaded runner is: a model name at one manifest digest (a rebuild reloads)."""
@@ -101,6 +105,7 @@ class InferenceService:
     def __init__(self, store: Store, settings: Settings) -> None:
         self.store = store
         self.settings = settings
+        self._templates: dict[str, ChatTemplate] = {}
         self.scheduler: Scheduler[ModelKey, LoadParams, Runner] = Scheduler(
             self._load,
             max_loaded=settings.max_loaded_models,
@@ -118,7 +123,16 @@ class InferenceService:
             raise ModelNotFoundError(f"model '{name}' not found") from None
 
     def template_for(self, view: ModelView) -> ChatTemplate:
-        return ChatTemplate.for_stored_model(self.store, view)
+        # Reading the GGUF's chat template and compiling it costs tens of ms (a 150k-token
+        # vocabulary to skip); a model's template never changes for a given manifest.
+        digest = view.stored.digest
+        template = self._templates.get(digest)
+        if template is None:
+            template = ChatTemplate.for_stored_model(self.store, view)
+            if len(self._templates) >= 64:
+                self._templates.pop(next(iter(self._templates)))
+            self._templates[digest] = template
+        return template
 
     def _load(self, key: ModelKey, spec: LoadParams) -> Runner:
         view = self.view(key.name)
@@ -201,7 +215,9 @@ class InferenceService:
         template = (
             ChatTemplate(req.template, go=GoTemplate(req.template))
             if req.template
-            else (self.template_for(view))
+            else RAW_TEMPLATE
+            if req.raw
+            else self.template_for(view)
         )
         if req.suffix and "insert" not in template.capabilities:
             raise RequestError(f"{view.name} does not support insert")
