@@ -127,3 +127,15 @@ class InferenceError(ModelkitError):
 class RequestError(InferenceError):
     """A request the runtime refuses as given (a bad format, a prompt too long, a missing
     capability): the client must change it (HTTP 400)."""
+
+
+class RegistryError(ModelkitError):
+    """A registry request that failed (network, HTTP status, auth) or sent bad data.
+
+    ``url`` is the request's URL when known, ``status`` its HTTP status (0 when no response).
+    """
+
+    def __init__(self, message: str, *, url: str = "", status: int = 0) -> None:
+        super().__init__(message)
+        self.url = url
+        self.status = status
