@@ -25,6 +25,7 @@ import httpx
 from modelkit import __version__
 from modelkit.errors import RegistryError
 from modelkit.names import ModelName
+from modelkit.registry import ollama_key
 from modelkit.registry.auth import basic_header, docker_credentials, parse_challenge
 from modelkit.store import MEDIA_TYPE_MANIFEST
 
@@ -192,6 +193,7 @@ class RegistryClient:
             _enable_big_reads(self._http)
         self._credentials_loaded = False
         self._credentials: tuple[str, str] | None = None
+        self.sign_with_ollama_key = ollama_key.is_ollama_registry(self.host)
         self._authorization: str | None = None
 
     @classmethod
@@ -263,8 +265,10 @@ class RegistryClient:
         params += [("scope", s) for s in challenge.params.get("scope", "").split() if s]
         headers = {"Authorization": basic_header(creds)} if creds is not None else {}
         realm = challenge.params["realm"]
+        if creds is None and self.sign_with_ollama_key:
+            realm, params, headers = self._ollama_signed(realm, params)
         try:
-            token_response = self._http.get(realm, params=params, headers=headers)
+            token_response = self._http.get(realm, params=params or None, headers=headers)
         except httpx.HTTPError as exc:
             raise RegistryError(f"token request to {realm} failed: {exc}", url=realm) from exc
         if token_response.status_code >= 400:
@@ -285,6 +289,19 @@ class RegistryClient:
             return False
         self._authorization = new
         return True
+
+    def _ollama_signed(
+        self, realm: str, params: list[tuple[str, str | int | float | bool | None]]
+    ) -> tuple[str, list[tuple[str, str | int | float | bool | None]], dict[str, str]]:
+        """Ollama's registry wants the token request signed with ~/.ollama/id_ed25519."""
+        realm_host = httpx.URL(realm).netloc.decode("ascii")
+        if realm_host.split(":")[0] != self.host.split(":")[0]:
+            raise RegistryError(
+                f'realm host "{realm_host}" does not match original host "{self.host}"', url=realm
+            )
+        url = ollama_key.signed_token_url(realm, [(k, str(v)) for k, v in params])
+        auth = ollama_key.authorization(ollama_key.load_or_create_key(), "GET", url)
+        return url, [], {"Authorization": auth}
 
     def _unauthorized(self, what: str, response: httpx.Response) -> RegistryError:
         err = self._error(what, response)
