@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import json
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import click
 from rich.console import Console
 
 from modelkit.build import BuildCache, BuildPlan, execute_build, plan_build
+from modelkit.build.sources import PullOptions, WouldPull, default_sources
 from modelkit.cli.humanize import human_bytes, table
 from modelkit.cli.progress import byte_progress
+from modelkit.cli.registry_cmds import _progress_display
 from modelkit.config import Settings
 from modelkit.modelfile import parse_file
 from modelkit.names import ModelName
+from modelkit.registry import ProgressFn
 from modelkit.store import Store
 from modelkit.validate.lint import lint_text
 
@@ -46,7 +50,29 @@ def format_plan(plan: BuildPlan, name: ModelName) -> str:
     return "\n".join(lines)
 
 
-def run_build(modelfile_path: str, tag: str, dry_run: bool, quiet: bool) -> None:
+def format_would_pull(would: WouldPull, name: ModelName) -> str:
+    return "\n".join(
+        [
+            f"plan for {name.display}: FROM {would.name}",
+            f"would pull {would.name} from {would.host}"
+            f" ({would.layers} layers, {human_bytes(would.size)}; manifest checked, nothing"
+            " pulled)",
+            "the layers are planned after the pull; run without --dry-run to build",
+        ]
+    )
+
+
+def run_build(
+    modelfile_path: str,
+    tag: str,
+    dry_run: bool,
+    quiet: bool,
+    *,
+    pull: bool = False,
+    insecure: bool = False,
+) -> None:
+    """Build ``tag``. A FROM name missing locally is pulled from its registry (``pull``: also
+    one present locally); a dry run only checks that the registry has it."""
     settings = Settings.from_env()
     err = Console(stderr=True)
     modelfile = parse_file(modelfile_path)
@@ -55,7 +81,22 @@ def run_build(modelfile_path: str, tag: str, dry_run: bool, quiet: bool) -> None
     name = ModelName.parse(tag)
     store = Store(settings.models)
     cache = BuildCache.for_store(store.root)
-    plan = plan_build(modelfile, store, cache)
+    display: AbstractContextManager[ProgressFn | None] = nullcontext(None)
+    if not quiet and not dry_run:
+        display = _progress_display(err)
+    with display as show:
+        options = PullOptions(
+            insecure=insecure,
+            refresh=pull,
+            dry_run=dry_run,
+            prune=not settings.noprune,
+            progress=show,
+        )
+        try:
+            plan = plan_build(modelfile, store, cache, default_sources(store, pull=options))
+        except WouldPull as would:
+            click.echo(format_would_pull(would, name))
+            return
     if dry_run:
         click.echo(format_plan(plan, name))
         return
@@ -88,9 +129,13 @@ MODELFILE_OPTION = click.option(
 @click.option("-t", "--tag", required=True, help="The model name, e.g. mymodel:latest.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (cached and new layers) only.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
-def build(modelfile: str, tag: str, dry_run: bool, quiet: bool) -> None:
-    """Build a model from a Modelfile into the store."""
-    run_build(modelfile, tag, dry_run, quiet)
+@click.option(
+    "--pull", is_flag=True, help="Pull a FROM model from its registry even when it is local."
+)
+@click.option("--insecure", is_flag=True, help="Use plain HTTP for a non-loopback registry.")
+def build(modelfile: str, tag: str, dry_run: bool, quiet: bool, pull: bool, insecure: bool) -> None:
+    """Build a model from a Modelfile into the store (a FROM name missing locally is pulled)."""
+    run_build(modelfile, tag, dry_run, quiet, pull=pull, insecure=insecure)
 
 
 @click.command()
@@ -98,9 +143,15 @@ def build(modelfile: str, tag: str, dry_run: bool, quiet: bool) -> None:
 @MODELFILE_OPTION
 @click.option("--dry-run", is_flag=True, help="Print the plan only.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
-def create(name: str, modelfile: str, dry_run: bool, quiet: bool) -> None:
+@click.option(
+    "--pull", is_flag=True, help="Pull a FROM model from its registry even when it is local."
+)
+@click.option("--insecure", is_flag=True, help="Use plain HTTP for a non-loopback registry.")
+def create(
+    name: str, modelfile: str, dry_run: bool, quiet: bool, pull: bool, insecure: bool
+) -> None:
     """Create a model from a Modelfile (Ollama's spelling of build)."""
-    run_build(modelfile, name, dry_run, quiet)
+    run_build(modelfile, name, dry_run, quiet, pull=pull, insecure=insecure)
 
 
 @click.command()

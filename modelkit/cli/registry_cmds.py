@@ -22,6 +22,7 @@ from rich.progress import (
 from modelkit.config import Settings
 from modelkit.names import ModelName
 from modelkit.registry import ProgressFn, pull, push
+from modelkit.registry.compat import check_pulled
 from modelkit.store import Store
 
 
@@ -66,7 +67,9 @@ def pull_cmd(name: str, insecure: bool) -> None:
     store = Store(settings.models)
     model = ModelName.parse(name)
     with _progress_display(_console()) as show:
-        pull(store, model, insecure=insecure, progress=show, prune=not settings.noprune)
+        stored = pull(store, model, insecure=insecure, progress=show, prune=not settings.noprune)
+    # A model this llama.cpp cannot load is caught now, not at its first request.
+    check_pulled(store, stored)
 
 
 @click.command("push")

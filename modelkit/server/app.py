@@ -23,6 +23,7 @@ from modelkit.server.errors import (
     handle_domain_error,
     handle_queue_full,
 )
+from modelkit.server.routes_registry import router as registry_router
 from modelkit.server.security import (
     ALLOWED_HEADERS,
     EXTENSION_ORIGINS,
@@ -88,4 +89,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(routes_create.router)
     app.include_router(routes_inference.router)
     app.include_router(routes_openai.router)
+    app.include_router(registry_router)
     return app

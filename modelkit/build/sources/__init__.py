@@ -6,15 +6,31 @@ from modelkit.build.sources.base import BaseFile, FromRef, ResolvedBase, Source
 from modelkit.build.sources.gguf_file import GGUFFileSource
 from modelkit.build.sources.gguf_folder import GGUFFolderSource
 from modelkit.build.sources.local_model import LocalModelSource
+from modelkit.build.sources.registry_model import PullOptions, RegistryModelSource, WouldPull
 from modelkit.errors import BuildError
 from modelkit.store import Store
 
-__all__ = ["BaseFile", "FromRef", "ResolvedBase", "Source", "default_sources", "resolve_from"]
+__all__ = [
+    "BaseFile",
+    "FromRef",
+    "PullOptions",
+    "RegistryModelSource",
+    "ResolvedBase",
+    "Source",
+    "WouldPull",
+    "default_sources",
+    "resolve_from",
+]
 
 
-def default_sources(store: Store) -> list[Source]:
-    # Paths first, as in Ollama: a FROM that names an existing path is a path, else a name.
-    return [GGUFFileSource(), GGUFFolderSource(), LocalModelSource(store)]
+def default_sources(store: Store, *, pull: PullOptions | None = None) -> list[Source]:
+    """Paths first, as in Ollama: a FROM that names an existing path is a path, else a name.
+
+    Without ``pull`` a name must be in the store; with it, a name missing there (or every name,
+    with ``pull.refresh``) is pulled from its registry first.
+    """
+    names: Source = LocalModelSource(store) if pull is None else RegistryModelSource(store, pull)
+    return [GGUFFileSource(), GGUFFolderSource(), names]
 
 
 def resolve_from(ref: FromRef, sources: list[Source]) -> ResolvedBase:

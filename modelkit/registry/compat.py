@@ -1,0 +1,76 @@
+"""Can the bundled llama.cpp load a pulled model? Checked right after a pull, not at first use.
+
+:func:`check_pulled` reads the model layer's GGUF header (:func:`read_gguf_info`) and, when
+``llama_cpp`` is importable, loads the file with ``vocab_only=True`` through the low-level API
+(header, metadata and tokenizer only; no tensors are read). A failure raises a
+:class:`~modelkit.errors.RegistryError` naming the architecture and suggesting a GGUF source.
+The pulled model stays in the store: the caller reports the error; ``modelkit rm`` removes it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from modelkit.errors import RegistryError, StoreError
+from modelkit.store import MEDIA_TYPE_MODEL, Store, StoredManifest, read_gguf_info
+
+__all__ = ["check_gguf", "check_pulled"]
+
+_LOCK = threading.Lock()
+
+
+def _suggestion() -> str:
+    return (
+        "pull or build it from a GGUF that this llama.cpp supports instead, e.g. a "
+        "hf.co/<user>/<repo>:<quant> name, or FROM a local .gguf converted with a newer "
+        "llama.cpp"
+    )
+
+
+def _llama_accepts(path: Path) -> bool | None:
+    """True/False: llama.cpp's verdict on a ``vocab_only`` load; None: llama_cpp missing."""
+    try:
+        import llama_cpp
+    except ImportError:
+        return None
+    lib: Any = llama_cpp
+    with _LOCK:
+        params = lib.llama_model_default_params()
+        params.vocab_only = True
+        params.use_mmap = True
+        params.n_gpu_layers = 0
+        model = lib.llama_model_load_from_file(os.fsencode(path), params)
+        if not model:
+            return False
+        lib.llama_model_free(model)
+        return True
+
+
+def check_gguf(path: Path, *, name: str = "model") -> str:
+    """Raise :class:`RegistryError` unless llama.cpp can load ``path``; returns the arch."""
+    try:
+        info = read_gguf_info(path)
+    except StoreError as exc:
+        raise RegistryError(f"{name}: the model layer is not a usable GGUF ({exc})") from exc
+    arch = info.architecture or "(none)"
+    if info.is_adapter or info.is_projector:
+        return arch
+    if _llama_accepts(path) is False:
+        raise RegistryError(
+            f'{name}: model architecture "{arch}" is not supported by the bundled llama.cpp '
+            f"(it cannot load this GGUF); {_suggestion()}. The pulled model was kept in "
+            "the store; remove it with `modelkit rm`."
+        )
+    return arch
+
+
+def check_pulled(store: Store, stored: StoredManifest) -> list[str]:
+    """Check every model layer of a pulled manifest; returns their architectures."""
+    archs = []
+    for layer in stored.manifest.layers:
+        if layer.media_type == MEDIA_TYPE_MODEL:
+            archs.append(check_gguf(store.blob_path(layer.digest), name=stored.name.display))
+    return archs
