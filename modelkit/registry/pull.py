@@ -1,12 +1,19 @@
 """``pull``: a model from a registry into the store (reference §4.2).
 
-Manifest first, then every blob (layers, config last) the store does not have. Each blob is
-downloaded into ``blobs/sha256-<hex>-partial`` (the name Ollama uses; the store's prune removes
-old ones) and hashed as it arrives; an interrupted download keeps that file, and the next pull
-continues it with ``Range``. Only a file whose whole content has the expected digest is renamed
-to its blob name; a mismatch deletes it. The manifest bytes are written last, verbatim, so the
-model digest equals the registry's. The whole pull holds :meth:`Store.writing` so a concurrent
-prune cannot collect the new blobs before the manifest references them.
+Manifest first, then every blob (layers, config last) the store does not have, up to
+:data:`BLOB_WORKERS` blobs at a time. Each blob is downloaded into
+``blobs/sha256-<hex>-partial`` (the name Ollama uses; the store's prune removes old ones). A
+small blob is one stream, hashed as it arrives; an interrupted download keeps that file, and the
+next pull continues it with ``Range``. A blob larger than the range threshold
+(:data:`RANGE_THRESHOLD`, Ollama's 100 MB minimum part size) is fetched as up to
+:data:`MAX_PARTS` parallel ``Range: bytes=start-end`` parts into the partial file pre-sized to
+the blob's size; each part's progress is kept in ``<partial>-<N>`` (Ollama's JSON
+``{"N","Offset","Size","Completed"}``), so a later pull resumes every unfinished part; a registry
+that answers a range with 200 gets a single stream instead. Only a file whose whole content has
+the expected digest is renamed to its blob name (then the part files go); a mismatch deletes
+it. The manifest bytes are written last, verbatim, so the model digest equals the registry's.
+The whole pull holds :meth:`Store.writing` so a concurrent prune cannot collect the new blobs
+before the manifest references them.
 """
 
 from __future__ import annotations
@@ -14,11 +21,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
 import queue
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +47,16 @@ from modelkit.store import (
 )
 from modelkit.store.blobs import fsync_dir
 
-__all__ = ["PARTIAL_SUFFIX", "ProgressFn", "partial_path", "pull"]
+__all__ = [
+    "BLOB_WORKERS",
+    "MAX_PARTS",
+    "MAX_PART_SIZE",
+    "PARTIAL_SUFFIX",
+    "RANGE_THRESHOLD",
+    "ProgressFn",
+    "partial_path",
+    "pull",
+]
 
 ProgressFn = Callable[[dict[str, Any]], None]
 """Receives Ollama ``/api/pull``-style objects: ``{"status": …[, "digest", "total",
@@ -46,6 +65,17 @@ ProgressFn = Callable[[dict[str, Any]], None]
 PARTIAL_SUFFIX = "-partial"
 _EMIT_INTERVAL = 0.1
 _BATCH = 4 << 20
+
+RANGE_THRESHOLD = 100_000_000
+"""Blobs larger than this (bytes) are fetched in parallel ranges; also the smallest part size
+(Ollama's 100 MB)."""
+MAX_PART_SIZE = 1_000_000_000
+"""The largest part (Ollama's 1000 MB): part size = size/16 clamped to [threshold, this]."""
+MAX_PARTS = 16
+"""Parts of one blob fetched at the same time (and the divisor of the part size)."""
+BLOB_WORKERS = 4
+"""Blobs fetched at the same time."""
+_STATE_EVERY = 1 << 20
 
 
 def _ignore(_event: dict[str, Any]) -> None:
@@ -92,16 +122,34 @@ class _Emitter:
         self.progress = progress
         self.event = {"status": f"pulling {digest[7:19]}", "digest": digest, "total": total}
         self.last = 0.0
+        self.lock = threading.Lock()
 
     def __call__(self, completed: int, *, force: bool = False) -> None:
-        now = time.monotonic()
-        if force or now - self.last >= _EMIT_INTERVAL:
-            self.last = now
-            self.progress({**self.event, "completed": completed})
+        with self.lock:
+            now = time.monotonic()
+            if force or now - self.last >= _EMIT_INTERVAL:
+                self.last = now
+                self.progress({**self.event, "completed": completed})
+
+
+def _serialized(progress: ProgressFn) -> ProgressFn:
+    """``progress`` called under a lock: blobs report from several threads."""
+    lock = threading.Lock()
+
+    def call(event: dict[str, Any]) -> None:
+        with lock:
+            progress(event)
+
+    return call
 
 
 def _download(
-    store: Store, client: RegistryClient, repo: str, desc: Descriptor, progress: ProgressFn
+    store: Store,
+    client: RegistryClient,
+    repo: str,
+    desc: Descriptor,
+    progress: ProgressFn,
+    range_threshold: int = RANGE_THRESHOLD,
 ) -> None:
     digest, total = normalize_digest(desc.digest), desc.size
     emit = _Emitter(progress, digest, total)
@@ -115,20 +163,25 @@ def _download(
         if store.has_blob(digest) and store.blob_size(digest) == total:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(partial)  # it finished meanwhile; this file is no longer needed
+            _remove_part_files(partial)
             emit(total, force=True)
             return
-        done = os.fstat(fd).st_size
-        if done > total:
-            os.ftruncate(fd, 0)
-            done = 0
-        h = _hash_prefix(fd, done)
-        emit(done, force=True)
-        if done < total or total == 0:
-            done, h = _fetch(client, repo, digest, total, fd, done, h, emit)
+        if total > range_threshold or _part_files(partial):
+            h = _fetch_ranged(client, repo, digest, total, fd, partial, range_threshold, emit)
+        else:
+            done = os.fstat(fd).st_size
+            if done > total:
+                os.ftruncate(fd, 0)
+                done = 0
+            h = _hash_prefix(fd, done)
+            emit(done, force=True)
+            if done < total or total == 0:
+                done, h = _fetch(client, repo, digest, total, fd, done, h, emit)
         got = "sha256:" + h.hexdigest()
         if got != digest:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(partial)
+            _remove_part_files(partial)
             raise RegistryError(
                 f"digest mismatch, file must be downloaded again: want {digest}, got {got}",
                 url=client.url(f"/v2/{repo}/blobs/{digest}"),
@@ -136,9 +189,214 @@ def _download(
         os.fsync(fd)
         os.replace(partial, store.blob_path(digest))
         fsync_dir(store.blobs.directory)
+        _remove_part_files(partial)
         emit(total, force=True)
     finally:
         os.close(fd)
+
+
+# -- parallel ranges ---------------------------------------------------------------------
+
+
+class _RangeIgnored(Exception):
+    """The registry answered a ranged GET with the whole blob (200)."""
+
+
+@dataclass
+class _Part:
+    """One range of a blob: ``[offset, offset + size)``, of which ``completed`` bytes are on
+    disk; saved as Ollama's ``<blob>-partial-<N>`` JSON."""
+
+    n: int
+    offset: int
+    size: int
+    completed: int
+    path: Path
+
+    def save(self) -> None:
+        data = {"N": self.n, "Offset": self.offset, "Size": self.size, "Completed": self.completed}
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, self.path)
+
+
+def _part_files(partial: Path) -> list[Path]:
+    """The ``<partial>-<N>`` state files beside ``partial``."""
+    prefix = partial.name + "-"
+    try:
+        entries = os.listdir(partial.parent)
+    except FileNotFoundError:
+        return []
+    return [
+        partial.parent / e for e in entries if e.startswith(prefix) and e[len(prefix) :].isdigit()
+    ]
+
+
+def _remove_part_files(partial: Path) -> None:
+    prefix = partial.name + "-"
+    with contextlib.suppress(FileNotFoundError):
+        for e in os.listdir(partial.parent):
+            rest = e[len(prefix) :]
+            if e.startswith(prefix) and rest.removesuffix(".tmp").isdigit():
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(partial.parent / e)
+
+
+def _load_parts(partial: Path, total: int) -> list[_Part] | None:
+    """The saved parts when they exactly tile ``[0, total)``, else None."""
+    parts = []
+    try:
+        for path in _part_files(partial):
+            obj = json.loads(path.read_text())
+            parts.append(
+                _Part(
+                    int(obj["N"]), int(obj["Offset"]), int(obj["Size"]), int(obj["Completed"]), path
+                )
+            )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    parts.sort(key=lambda p: p.offset)
+    pos = 0
+    for part in parts:
+        if (
+            part.offset != pos
+            or part.size <= 0
+            or not 0 <= part.completed <= part.size
+            or part.path.name != f"{partial.name}-{part.n}"
+        ):
+            return None
+        pos += part.size
+    return parts if parts and pos == total else None
+
+
+def _plan_parts(partial: Path, total: int, min_part: int, done: int) -> list[_Part]:
+    """Ollama's split: size/16 clamped to ``[min_part, MAX_PART_SIZE]``; the first ``done``
+    bytes (a single-stream partial file) count as completed."""
+    size = max(1, min(max(total // MAX_PARTS, min_part), MAX_PART_SIZE))
+    parts = []
+    for n, offset in enumerate(range(0, total, size)):
+        length = min(size, total - offset)
+        completed = min(max(done - offset, 0), length)
+        parts.append(_Part(n, offset, length, completed, partial.with_name(f"{partial.name}-{n}")))
+    return parts
+
+
+def _fetch_ranged(
+    client: RegistryClient,
+    repo: str,
+    digest: str,
+    total: int,
+    fd: int,
+    partial: Path,
+    min_part: int,
+    emit: _Emitter,
+) -> hashlib._Hash:
+    """Fill ``partial`` by parallel ranges (resuming saved parts); returns its hash."""
+    parts = _load_parts(partial, total)
+    if parts is None:
+        if _part_files(partial):  # unreadable state: the sparse file cannot be trusted
+            _remove_part_files(partial)
+            os.ftruncate(fd, 0)
+        parts = _plan_parts(partial, total, min_part, min(os.fstat(fd).st_size, total))
+        for part in parts:
+            part.save()  # before the file grows to ``total``: its holes are never "completed"
+    os.ftruncate(fd, total)
+    lock = threading.Lock()
+
+    def report() -> None:
+        with lock:
+            emit(sum(p.completed for p in parts))
+
+    emit(sum(p.completed for p in parts), force=True)
+    pending = [p for p in parts if p.completed < p.size]
+    stop = threading.Event()
+    if pending:
+        with ThreadPoolExecutor(
+            max_workers=min(MAX_PARTS, len(pending)), thread_name_prefix="modelkit-pull-part"
+        ) as pool:
+            futures = [
+                pool.submit(_fetch_part, client, repo, digest, fd, p, stop, report) for p in pending
+            ]
+        errors = [e for e in (f.exception() for f in futures) if e is not None]
+        if any(isinstance(e, _RangeIgnored) for e in errors):
+            _remove_part_files(partial)
+            os.ftruncate(fd, 0)
+            emit(0, force=True)
+            return _fetch(client, repo, digest, total, fd, 0, hashlib.sha256(), emit)[1]
+        if errors:
+            raise errors[0]
+    return _hash_prefix(fd, total)
+
+
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n
+
+
+def _fetch_part(
+    client: RegistryClient,
+    repo: str,
+    digest: str,
+    fd: int,
+    part: _Part,
+    stop: threading.Event,
+    report: Callable[[], None],
+) -> None:
+    url = client.url(f"/v2/{repo}/blobs/{digest}")
+    start, end = part.offset + part.completed, part.offset + part.size  # end exclusive
+    where = f"download blob {digest}: {url} part {part.n}"
+    unsaved = 0
+    try:
+        response = client.request(
+            "GET",
+            url,
+            what=f"download blob {digest}",
+            headers={"Range": f"bytes={start}-{end - 1}"},
+            stream=True,
+            follow_redirects=True,
+        )
+        try:
+            if response.status_code == 200:
+                stop.set()
+                raise _RangeIgnored
+            if response.status_code != 206:
+                raise RegistryError(f"{where}: HTTP {response.status_code}", url=url)
+            content_range = response.headers.get("Content-Range", "")
+            if not content_range.startswith(f"bytes {start}-"):
+                raise RegistryError(
+                    f"{where}: asked for bytes {start}-{end - 1}, got {content_range!r}", url=url
+                )
+            pos = start
+            for chunk in response.iter_raw():
+                if stop.is_set():
+                    return
+                if pos + len(chunk) > end:
+                    raise RegistryError(f"{where}: sent more than the {end - start} bytes asked")
+                _pwrite_all(fd, chunk, pos)
+                pos += len(chunk)
+                part.completed += len(chunk)
+                unsaved += len(chunk)
+                if unsaved >= _STATE_EVERY:
+                    part.save()
+                    unsaved = 0
+                report()
+        finally:
+            response.close()
+    except httpx.HTTPError as exc:
+        raise RegistryError(
+            f"{where} interrupted after {part.completed} of {part.size} bytes ({exc});"
+            " pull again to resume",
+            url=url,
+        ) from exc
+    finally:
+        part.save()
+    if part.completed != part.size:
+        raise RegistryError(
+            f"{where} ended after {part.completed} of {part.size} bytes; pull again to resume",
+            url=url,
+        )
 
 
 class _Writer:
@@ -235,6 +493,32 @@ def _fetch(
     return done, h
 
 
+def _download_all(
+    store: Store,
+    client: RegistryClient,
+    repo: str,
+    descriptors: list[Descriptor],
+    progress: ProgressFn,
+    range_threshold: int,
+    max_blobs: int,
+) -> None:
+    """Every blob, ``max_blobs`` at a time; all run to the end, then the first error is raised
+    (what finished stays finished)."""
+    progress = _serialized(progress)
+    futures: list[Future[None]] = []
+    with ThreadPoolExecutor(
+        max_workers=max(1, min(max_blobs, len(descriptors))), thread_name_prefix="modelkit-pull"
+    ) as pool:
+        for desc in descriptors:
+            futures.append(
+                pool.submit(_download, store, client, repo, desc, progress, range_threshold)
+            )
+    for future in futures:
+        exc = future.exception()
+        if exc is not None:
+            raise exc
+
+
 def pull(
     store: Store,
     name: ModelName | str,
@@ -243,11 +527,15 @@ def pull(
     progress: ProgressFn | None = None,
     prune: bool = True,
     client: RegistryClient | None = None,
+    range_threshold: int = RANGE_THRESHOLD,
+    max_blobs: int = BLOB_WORKERS,
 ) -> StoredManifest:
     """Pull ``name`` from its registry into ``store``; returns the written manifest.
 
     ``prune``: delete blobs of a replaced manifest that nothing references any more (Ollama's
     behaviour unless ``OLLAMA_NOPRUNE``). ``client`` overrides the one made from the name.
+    ``range_threshold``: blobs larger than this are fetched in parallel ranges of at least this
+    size. ``max_blobs``: blobs fetched at the same time.
     Raises :class:`RegistryError` (network, HTTP, digest) or :class:`StoreError`.
     """
     model = ModelName.parse(name) if isinstance(name, str) else name
@@ -264,8 +552,15 @@ def pull(
             raise RegistryError(f"pull model manifest: {exc}") from exc
         store.ensure_layout()
         with store.writing():
-            for desc in _unique([*manifest.layers, manifest.config]):
-                _download(store, reg, repo, desc, emit)
+            _download_all(
+                store,
+                reg,
+                repo,
+                _unique([*manifest.layers, manifest.config]),
+                emit,
+                range_threshold,
+                max_blobs,
+            )
             emit({"status": "verifying sha256 digest"})
             emit({"status": "writing manifest"})
             with store.lock():
