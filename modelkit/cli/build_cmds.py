@@ -20,6 +20,7 @@ from modelkit.names import ModelName
 from modelkit.registry import ProgressFn
 from modelkit.store import Store
 from modelkit.validate.lint import lint_text
+from modelkit.validate.sarif import to_sarif
 
 
 def _short_media_type(media_type: str) -> str:
@@ -159,23 +160,31 @@ def create(
 @click.option(
     "--format",
     "output_format",
-    type=click.Choice(["text", "json"]),
+    type=click.Choice(["text", "json", "sarif"]),
     default="text",
     show_default=True,
+    help="text: path:line:col: severity[rule]: message (hint); sarif: SARIF 2.1.0.",
 )
-def lint(modelfile: str, output_format: str) -> None:
+@click.option(
+    "--publish",
+    is_flag=True,
+    help="Also check what a model to be pushed needs (a LICENSE).",
+)
+def lint(modelfile: str, output_format: str, publish: bool) -> None:
     """Check a Modelfile; exit 1 when it has errors."""
     path = Path(modelfile)
     try:
         data = path.read_bytes()
     except OSError as err:
         raise click.ClickException(f"cannot read {modelfile}: {err.strerror}") from None
-    report = lint_text(data, str(path))
+    report = lint_text(data, str(path), publish=publish)
     if output_format == "json":
-        click.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+        click.echo(json.dumps(report.to_json(with_rules=True), indent=2, ensure_ascii=False))
+    elif output_format == "sarif":
+        click.echo(json.dumps(to_sarif(report, str(path)), indent=2, ensure_ascii=False))
     else:
-        text = report.to_text(str(path))
-        click.echo(text if text else f"{path}: ok")
+        text = report.to_text(str(path), with_rules=True)
+        click.echo(text if text else f"{path}: ok", nl=not text)
     raise SystemExit(0 if report.ok else 1)
 
 
