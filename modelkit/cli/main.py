@@ -8,7 +8,15 @@ from typing import Any
 import click
 
 from modelkit import __version__
-from modelkit.cli import build_cmds, model_cmds, registry_cmds, run_cmds, serve_cmds, template_cmds
+from modelkit.cli import (
+    build_cmds,
+    model_cmds,
+    registry_cmds,
+    run_cmds,
+    serve_cmds,
+    template_cmds,
+    test_cmds,
+)
 from modelkit.errors import ModelkitError
 
 
@@ -37,7 +45,15 @@ def cli() -> None:
     """
 
 
-for module in (build_cmds, model_cmds, serve_cmds, run_cmds, template_cmds, registry_cmds):
+for module in (
+    build_cmds,
+    model_cmds,
+    serve_cmds,
+    run_cmds,
+    template_cmds,
+    registry_cmds,
+    test_cmds,
+):
     for command in module.COMMANDS:
         cli.add_command(command)
 cli.add_command(model_cmds.list_models, name="ls")

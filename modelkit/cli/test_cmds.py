@@ -1,0 +1,73 @@
+"""``modelkit test``: run a YAML spec of prompts and assertions against a model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from modelkit.config import Settings
+from modelkit.errors import ModelkitError
+from modelkit.validate.reports import summary, write_json, write_junit
+from modelkit.validate.runner import Backend, HttpBackend, InProcessBackend, build_model, run_spec
+from modelkit.validate.runner import select as select_cases
+from modelkit.validate.spec import SpecError, load_spec
+
+
+@click.command(name="test")
+@click.argument("spec", default="modeltest.yaml", type=click.Path(dir_okay=False))
+@click.option("--model", "model_name", help="Test this model instead of the spec's.")
+@click.option("--host", help="Run the cases against a server (e.g. http://127.0.0.1:11434).")
+@click.option("--junit", "junit", type=click.Path(dir_okay=False), help="Write JUnit XML here.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write JSON here.")
+@click.option("-k", "keyword", help="Only cases whose names match (and/or/not of substrings).")
+@click.pass_context
+def test(
+    ctx: click.Context,
+    spec: str,
+    model_name: str | None,
+    host: str | None,
+    junit: str | None,
+    json_path: str | None,
+    keyword: str | None,
+) -> None:
+    """Run SPEC's cases (default modeltest.yaml) and check their assertions.
+
+    Exits 0 when every case passes, 1 when any fails, 2 when the spec is invalid."""
+    path = Path(spec)
+    try:
+        test_spec = load_spec(path)
+    except SpecError as err:
+        for line in err.lines():
+            click.echo(line, err=True)
+        ctx.exit(2)
+    try:
+        cases = select_cases(test_spec.cases, keyword)
+    except ModelkitError as err:
+        click.echo(f"Error: {err}", err=True)
+        ctx.exit(2)
+    if not cases:
+        click.echo(f"no case matches -k {keyword!r}", err=True)
+        ctx.exit(2)
+    settings = Settings.from_env()
+    if model_name:
+        model = model_name
+    elif test_spec.model:
+        model = test_spec.model
+    else:
+        assert test_spec.modelfile is not None  # the schema requires model or modelfile
+        model = build_model(test_spec.modelfile, settings)
+    backend: Backend = HttpBackend(host) if host else InProcessBackend(settings)
+    try:
+        results = run_spec(test_spec, backend, model, cases)
+    finally:
+        backend.close()
+    click.echo(summary(results, model))
+    if json_path:
+        write_json(Path(json_path), results, model)
+    if junit:
+        write_junit(Path(junit), results, model, suite=path.stem)
+    ctx.exit(0 if all(r.status == "pass" for r in results) else 1)
+
+
+COMMANDS = [test]

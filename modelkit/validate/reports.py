@@ -1,0 +1,99 @@
+"""Reports of a ``modelkit test`` run: a readable summary, JSON and JUnit XML."""
+
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+from modelkit.validate.runner import CaseResult
+
+# Characters XML 1.0 cannot hold (a random model emits control characters).
+_NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml(text: str) -> str:
+    return _NOT_XML.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
+
+
+def summary(results: list[CaseResult], model: str) -> str:
+    lines = []
+    for result in results:
+        label = {"pass": "PASS", "fail": "FAIL", "error": "ERROR"}[result.status]
+        lines.append(f"{label}  {result.name} ({result.duration:.2f}s)")
+        for failure in result.failures:
+            lines.append(f"      {failure.assertion}: {failure.message}")
+        if result.error:
+            lines.append(f"      error: {result.error}")
+    passed = sum(r.status == "pass" for r in results)
+    failed = sum(r.status == "fail" for r in results)
+    errors = sum(r.status == "error" for r in results)
+    total = sum(r.duration for r in results)
+    tally = f"{passed} passed, {failed} failed"
+    if errors:
+        tally += f", {errors} errors"
+    lines.append(f"{model}: {tally} in {total:.2f}s")
+    return "\n".join(lines)
+
+
+def to_json(results: list[CaseResult], model: str) -> dict[str, Any]:
+    return {
+        "model": model,
+        "passed": sum(r.status == "pass" for r in results),
+        "failed": sum(r.status != "pass" for r in results),
+        "cases": [
+            {
+                "name": r.name,
+                "status": r.status,
+                "duration": round(r.duration, 6),
+                "failures": [{"assertion": f.assertion, "message": f.message} for f in r.failures],
+                "error": r.error or None,
+                "output": r.output,
+            }
+            for r in results
+        ],
+    }
+
+
+def to_junit(results: list[CaseResult], model: str, suite: str) -> ET.ElementTree:
+    root = ET.Element(
+        "testsuite",
+        {
+            "name": suite,
+            "tests": str(len(results)),
+            "failures": str(sum(r.status == "fail" for r in results)),
+            "errors": str(sum(r.status == "error" for r in results)),
+            "skipped": "0",
+            "time": f"{sum(r.duration for r in results):.3f}",
+        },
+    )
+    ET.SubElement(
+        ET.SubElement(root, "properties"), "property", {"name": "model", "value": _xml(model)}
+    )
+    for r in results:
+        case = ET.SubElement(
+            root,
+            "testcase",
+            {"name": _xml(r.name), "classname": _xml(suite), "time": f"{r.duration:.3f}"},
+        )
+        for failure in r.failures:
+            element = ET.SubElement(
+                case, "failure", {"message": _xml(f"{failure.assertion}: {failure.message}")}
+            )
+            element.text = _xml(failure.message)
+        if r.error:
+            ET.SubElement(case, "error", {"message": _xml(r.error)}).text = _xml(r.error)
+        if r.output:
+            ET.SubElement(case, "system-out").text = _xml(r.output)
+    ET.indent(root)
+    return ET.ElementTree(root)
+
+
+def write_json(path: Path, results: list[CaseResult], model: str) -> None:
+    path.write_text(json.dumps(to_json(results, model), indent=2) + "\n", encoding="utf-8")
+
+
+def write_junit(path: Path, results: list[CaseResult], model: str, suite: str) -> None:
+    to_junit(results, model, suite).write(path, encoding="utf-8", xml_declaration=True)
