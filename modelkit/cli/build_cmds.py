@@ -12,8 +12,7 @@ from rich.console import Console
 from modelkit.build import BuildCache, BuildPlan, execute_build, plan_build
 from modelkit.build.sources import PullOptions, WouldPull, default_sources
 from modelkit.cli.humanize import human_bytes, table
-from modelkit.cli.progress import byte_progress
-from modelkit.cli.registry_cmds import _progress_display
+from modelkit.cli.progress import byte_progress, registry_progress
 from modelkit.config import Settings
 from modelkit.modelfile import parse_file
 from modelkit.names import ModelName
@@ -84,7 +83,7 @@ def run_build(
     cache = BuildCache.for_store(store.root)
     display: AbstractContextManager[ProgressFn | None] = nullcontext(None)
     if not quiet and not dry_run:
-        display = _progress_display(err)
+        display = registry_progress(err)
     with display as show:
         options = PullOptions(
             insecure=insecure,

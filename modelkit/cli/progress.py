@@ -1,10 +1,11 @@
-"""Rich progress bars for long work (hashing and copying GGUFs); silent when not a terminal
-unless asked, so CI logs stay readable."""
+"""Rich progress bars for long work: hashing and copying GGUFs during a build, and blob
+transfers during pull/push. One bar per key; rich stays quiet when not on a terminal."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -18,14 +19,24 @@ from rich.progress import (
 )
 
 from modelkit.build import ProgressFn
+from modelkit.registry import ProgressFn as RegistryProgressFn
+
+
+class ByteBars:
+    """Byte-count bars, created on first sight of a key and updated in place."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self._tasks: dict[str, TaskID] = {}
+
+    def update(self, key: str, description: str, done: int, total: int) -> None:
+        if key not in self._tasks:
+            self._tasks[key] = self.progress.add_task(description, total=total)
+        self.progress.update(self._tasks[key], completed=done, total=total)
 
 
 @contextmanager
-def byte_progress(console: Console, enabled: bool = True) -> Iterator[ProgressFn]:
-    """Yields a ``(label, done, total)`` callback that draws one bar per label."""
-    if not enabled:
-        yield lambda label, done, total: None
-        return
+def byte_bars(console: Console) -> Iterator[ByteBars]:
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -33,12 +44,34 @@ def byte_progress(console: Console, enabled: bool = True) -> Iterator[ProgressFn
         TransferSpeedColumn(),
         TimeRemainingColumn(),
     )
-    tasks: dict[str, TaskID] = {}
     with Progress(*columns, console=console, transient=False) as progress:
+        yield ByteBars(progress)
 
-        def update(label: str, done: int, total: int) -> None:
-            if label not in tasks:
-                tasks[label] = progress.add_task(f"copying {label}", total=total)
-            progress.update(tasks[label], completed=done, total=total)
 
-        yield update
+@contextmanager
+def byte_progress(console: Console, enabled: bool = True) -> Iterator[ProgressFn]:
+    """Yields a build's ``(label, done, total)`` callback that draws one bar per file."""
+    if not enabled:
+        yield lambda label, done, total: None
+        return
+    with byte_bars(console) as bars:
+        yield lambda label, done, total: bars.update(label, f"copying {label}", done, total)
+
+
+@contextmanager
+def registry_progress(console: Console) -> Iterator[RegistryProgressFn]:
+    """Yields a pull/push event callback: one bar per blob (``pulling <hex12>``), other
+    statuses as lines."""
+    with byte_bars(console) as bars:
+
+        def show(event: dict[str, Any]) -> None:
+            status = str(event.get("status", ""))
+            digest = event.get("digest")
+            if isinstance(digest, str):
+                total = int(event.get("total") or 0)
+                completed = int(event.get("completed") or 0)
+                bars.update(digest, status, completed, total)
+            elif status:
+                bars.progress.console.print(status)
+
+        yield show
