@@ -65,8 +65,18 @@ async def stream_lines(
         yield ndjson_line({"error": str(err)})
 
 
-async def collect(events: Iterator[Event]) -> list[Event]:
-    return [event async for event in stream_events(events)]
+async def collect(events: Iterator[Event]) -> Event:
+    """The whole answer as one final event (for ``stream: false``)."""
+    return _merge([event async for event in stream_events(events)])
+
+
+async def respond(
+    events: Iterator[Event], render: Callable[[Event], dict[str, Any]], stream: bool
+) -> Response:
+    """NDJSON lines as they come, or (``stream: false``) one object for the whole answer."""
+    if stream:
+        return StreamingResponse(stream_lines(events, render), media_type="application/x-ndjson")
+    return JSONResponse(render(await collect(events)))
 
 
 async def stream_events(events: Iterator[Event]) -> AsyncIterator[Event]:
@@ -139,9 +149,7 @@ async def generate(request: Request) -> Response:
             out.update(metrics(event, started))
         return out
 
-    if body.stream:
-        return StreamingResponse(stream_lines(events, render), media_type="application/x-ndjson")
-    return JSONResponse(render(_merge(await collect(events))))
+    return await respond(events, render, body.stream)
 
 
 async def _load_or_unload(
@@ -201,9 +209,7 @@ async def chat(request: Request) -> Response:
             out.update(metrics(event, started))
         return out
 
-    if body.stream:
-        return StreamingResponse(stream_lines(events, render), media_type="application/x-ndjson")
-    return JSONResponse(render(_merge(await collect(events))))
+    return await respond(events, render, body.stream)
 
 
 # -- embeddings ------------------------------------------------------------------------------

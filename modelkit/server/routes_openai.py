@@ -39,7 +39,7 @@ from modelkit.server.errors import (
     handle_domain_error,
     handle_queue_full,
 )
-from modelkit.server.routes_inference import _merge, collect, service_of, stream_events
+from modelkit.server.routes_inference import collect, service_of, stream_events
 from modelkit.server.routes_models import tags
 from modelkit.server.streaming import ndjson_line
 
@@ -490,7 +490,7 @@ async def chat_completions(request: Request) -> Response:
 
         return _sse_response(events, chunks)
 
-    merged = _merge(await collect(events))
+    merged = await collect(events)
     message: dict[str, Any] = {"role": "assistant", "content": merged.content}
     with_reasoning(message, merged.thinking)
     if merged.tool_calls:
@@ -538,7 +538,7 @@ async def completions(request: Request) -> Response:
 
         return _sse_response(events, chunks)
 
-    merged = _merge(await collect(events))
+    merged = await collect(events)
     return JSONResponse(answer.make([choice(merged)], usage=usage(merged)))
 
 
