@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import json
 import os
 import shutil
@@ -50,6 +49,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run from a checkout without installing modelkit
     sys.path.insert(0, str(REPO))
 
+from benchmarks.shared import load_module, qwen_gguf  # noqa: E402
 from modelkit.build import BuildCache, BuildResult, execute_build, plan_build  # noqa: E402
 from modelkit.modelfile import parse_file  # noqa: E402
 from modelkit.names import ModelName  # noqa: E402
@@ -61,24 +61,10 @@ from modelkit.store import (  # noqa: E402
 )
 
 MODEL_NAME = "bench:latest"
-FETCH_MODELS = REPO / "examples" / "fetch_models.py"
 TINY_GGUF = REPO / "tests" / "fixtures" / "tiny_gguf.py"
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def load_module(name: str, path: Path) -> ModuleType:
-    """A helper script (not part of a package) imported by path."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while executing it
-    spec.loader.exec_module(module)
-    return module
 
 
 def tiny_gguf_module() -> ModuleType:
@@ -108,17 +94,6 @@ def write_synthetic_gguf(path: Path, megabytes: int) -> Path:
         name="bench-synthetic",
     )
     return result
-
-
-def qwen_gguf() -> Path | None:
-    """The cached Qwen GGUF, assembled from installed packages if needed; never downloads."""
-    try:
-        fetch = load_module("modelkit_examples_fetch_models", FETCH_MODELS)
-        path: Path | None = fetch.qwen_path(install=False, progress=False)
-    except (ImportError, OSError, RuntimeError) as exc:
-        print(f"note: Qwen GGUF unavailable ({exc})", file=sys.stderr)
-        return None
-    return path
 
 
 def write_modelfile(path: Path, gguf: Path, temperature: float | None) -> Path:
@@ -372,7 +347,9 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         gguf = args.gguf
         if gguf is None and not args.synthetic:
-            gguf = qwen_gguf()
+            gguf, why = qwen_gguf()
+            if gguf is None:
+                print(f"note: Qwen GGUF unavailable ({why})", file=sys.stderr)
         if gguf is None:
             print(f"generating a ~{args.synthetic_mb} MB GGUF", file=sys.stderr)
             gguf = write_synthetic_gguf(work / "synthetic.gguf", args.synthetic_mb)

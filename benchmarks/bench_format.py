@@ -33,7 +33,6 @@ drifts affects them all alike; each figure is the median over ``--runs`` rounds.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import statistics
 import sys
@@ -41,14 +40,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run from a checkout without installing modelkit
     sys.path.insert(0, str(REPO))
 
-FETCH_MODELS = REPO / "examples" / "fetch_models.py"
+from benchmarks.shared import qwen_gguf  # noqa: E402
 
 QUESTION = (
     "List 30 countries as JSON: an object with the key countries, an array of objects "
@@ -89,31 +87,6 @@ SCHEMA: dict[str, Any] = {
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def load_module(name: str, path: Path) -> ModuleType:
-    """A helper script (not part of a package) imported by path."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def qwen_gguf() -> tuple[Path | None, str]:
-    """(the Qwen GGUF, "") assembled from installed packages if needed, or (None, why)."""
-    try:
-        fetch = load_module("modelkit_examples_fetch_models", FETCH_MODELS)
-        path: Path | None = fetch.qwen_path(install=False, progress=False)
-    except (ImportError, OSError, RuntimeError) as exc:
-        return None, str(exc)
-    if path is None:
-        return None, "its pip packages are not installed"
-    return path, ""
 
 
 @dataclass

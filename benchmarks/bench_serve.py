@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import json
 import os
 import statistics
@@ -54,7 +53,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run from a checkout without installing modelkit
     sys.path.insert(0, str(REPO))
 
-FETCH_MODELS = REPO / "examples" / "fetch_models.py"
+from benchmarks.shared import load_module, qwen_gguf  # noqa: E402
+
 SERVER_FIXTURE = REPO / "tests" / "fixtures" / "server.py"
 MODEL_NAME = "bench"
 
@@ -64,31 +64,6 @@ CHAT_MESSAGE = "Count from 1 to 200, separated by commas. Write only the numbers
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def load_module(name: str, path: Path) -> ModuleType:
-    """A helper script (not part of a package) imported by path."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while executing it
-    spec.loader.exec_module(module)
-    return module
-
-
-def qwen_gguf() -> tuple[Path | None, str]:
-    """(the Qwen GGUF, "") assembled from installed packages if needed, or (None, why)."""
-    try:
-        fetch = load_module("modelkit_examples_fetch_models", FETCH_MODELS)
-        path: Path | None = fetch.qwen_path(install=False, progress=False)
-    except (ImportError, OSError, RuntimeError) as exc:
-        return None, str(exc)
-    if path is None:
-        return None, "its pip packages are not installed"
-    return path, ""
 
 
 @dataclass
