@@ -9,6 +9,8 @@ from typing import TypeVar
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
+from modelkit.errors import ModelNameError
+from modelkit.names import ModelName
 from modelkit.server.errors import APIError
 
 M = TypeVar("M", bound=BaseModel)
@@ -36,3 +38,11 @@ async def read_body(request: Request, model: type[M]) -> M:
             raise APIError(400, str(first["msg"]).removeprefix("Value error, ")) from None
         where = ".".join(str(p) for p in first["loc"])
         raise APIError(400, f"invalid value for {where}: {first['msg']}") from None
+
+
+def model_name(text: str, invalid: str) -> ModelName:
+    """``text`` as a model name, or a 400 with the route's own wording for a bad one."""
+    try:
+        return ModelName.parse(text)
+    except ModelNameError:
+        raise APIError(400, invalid) from None

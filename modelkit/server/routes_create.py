@@ -13,9 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from modelkit.build import BuildCache, BuildSpec, execute_build, plan_build
 from modelkit.build.sources import BaseFile, FromRef, ResolvedBase
 from modelkit.build.spec import LocalFile, LocatedRef
-from modelkit.errors import ModelNameError
-from modelkit.names import ModelName
-from modelkit.server.body import read_body
+from modelkit.server.body import model_name, read_body
 from modelkit.server.errors import APIError
 from modelkit.server.state import ServerState
 from modelkit.server.streaming import ndjson_lines
@@ -111,10 +109,7 @@ def spec_from_request(body: CreateRequest, store: Store) -> BuildSpec:
 
 
 def _create(state: ServerState, body: CreateRequest) -> list[dict[str, Any]]:
-    try:
-        name = ModelName.parse(body.model)
-    except ModelNameError:
-        raise APIError(400, "invalid model name") from None
+    name = model_name(body.model, "invalid model name")
     if body.quantize:
         raise APIError(400, "quantization is not supported yet; quantize the GGUF beforehand")
     _check_files(body.files, paths=True)

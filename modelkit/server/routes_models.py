@@ -11,10 +11,9 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from modelkit.build.show import show_modelfile, show_parameters
-from modelkit.errors import DigestMismatchError, ModelNameError, ModelNotFoundError
-from modelkit.names import ModelName
+from modelkit.errors import DigestMismatchError, ModelNotFoundError
 from modelkit.runtime.prompting import ChatTemplate
-from modelkit.server.body import read_body
+from modelkit.server.body import model_name, read_body
 from modelkit.server.errors import APIError
 from modelkit.server.schemas import CopyRequest, ModelRequest, ShowRequest
 from modelkit.server.state import ServerState
@@ -62,10 +61,7 @@ def model_entry(view: ModelView) -> dict[str, Any]:
 
 
 def _view(state: ServerState, name: str) -> ModelView:
-    try:
-        return view_model(state.store, ModelName.parse(name))
-    except (ModelNotFoundError, ModelNameError):
-        raise APIError(404, f"model '{name}' not found") from None
+    return state.service.view(name)  # ModelNotFoundError → 404 "model '<name>' not found"
 
 
 @router.get("/api/tags")
@@ -141,14 +137,8 @@ async def show(request: Request) -> dict[str, Any]:
 async def copy(request: Request) -> Response:
     body = await read_body(request, CopyRequest)
     state = _state(request)
-    try:
-        src = ModelName.parse(body.source)
-    except ModelNameError:
-        raise APIError(400, f'source "{body.source}" is invalid') from None
-    try:
-        dst = ModelName.parse(body.destination)
-    except ModelNameError:
-        raise APIError(400, f'destination "{body.destination}" is invalid') from None
+    src = model_name(body.source, f'source "{body.source}" is invalid')
+    dst = model_name(body.destination, f'destination "{body.destination}" is invalid')
     try:
         state.store.copy(state.store.resolve_name(src), dst)
     except ModelNotFoundError:
@@ -160,10 +150,7 @@ async def copy(request: Request) -> Response:
 async def delete(request: Request) -> Response:
     body = await read_body(request, ModelRequest)
     state = _state(request)
-    try:
-        name = ModelName.parse(body.model)
-    except ModelNameError:
-        raise APIError(400, f'name "{body.model}" is invalid') from None
+    name = model_name(body.model, f'name "{body.model}" is invalid')
     try:
         state.store.delete(state.store.resolve_name(name))
     except ModelNotFoundError:

@@ -21,11 +21,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from modelkit.errors import ModelkitError, ModelNameError, ModelNotFoundError
+from modelkit.errors import ModelkitError, ModelNotFoundError
 from modelkit.names import ModelName
 from modelkit.registry import ProgressFn, pull, push
 from modelkit.registry.compat import check_pulled
-from modelkit.server.body import read_body
+from modelkit.server.body import model_name, read_body
 from modelkit.server.errors import APIError, error_response, status_for
 from modelkit.server.state import ServerState
 from modelkit.server.streaming import ndjson_line
@@ -52,10 +52,7 @@ class RegistryRequest(BaseModel):
 def _parse(body: RegistryRequest) -> ModelName:
     if not body.model:
         raise APIError(400, "model is required")
-    try:
-        return ModelName.parse(body.model)
-    except ModelNameError:
-        raise APIError(400, f'name "{body.model}" is invalid') from None
+    return model_name(body.model, f'name "{body.model}" is invalid')
 
 
 def _pull_job(state: ServerState, name: ModelName, insecure: bool) -> Callable[[ProgressFn], None]:
