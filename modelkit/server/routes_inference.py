@@ -119,21 +119,8 @@ async def generate(request: Request) -> Response:
     service = service_of(request)
     if not body.prompt and not body.suffix and not body.raw:
         return await _load_or_unload(service, body.model, body.keep_alive, "response", started)
-    req = GenerateRequest(
-        model=body.model,
-        prompt=body.prompt,
-        suffix=body.suffix,
-        system=body.system,
-        template=body.template,
-        context=body.context,
-        raw=body.raw,
-        format=body.format,
-        options=body.options,
-        think=body.think,
-        keep_alive=body.keep_alive,
-        images=body.images,
-        truncate=body.truncate,
-    )
+    # The HTTP body and the service request share their field names.
+    req = GenerateRequest(**body.model_dump(exclude={"stream"}))
     events = await run_in_threadpool(service.generate, req)
 
     def render(event: Event) -> dict[str, Any]:
@@ -183,16 +170,7 @@ async def chat(request: Request) -> Response:
     service = service_of(request)
     if not body.messages:
         return await _load_or_unload(service, body.model, body.keep_alive, "message", started)
-    req = ChatRequest(
-        model=body.model,
-        messages=[m.model_dump() for m in body.messages],
-        tools=body.tools,
-        format=body.format,
-        options=body.options,
-        think=body.think,
-        keep_alive=body.keep_alive,
-        truncate=body.truncate,
-    )
+    req = ChatRequest(**body.model_dump(exclude={"stream"}))
     events = await run_in_threadpool(service.chat, req)
 
     def render(event: Event) -> dict[str, Any]:

@@ -12,7 +12,6 @@ from fastapi import APIRouter, Request, Response
 
 from modelkit.build.show import show_modelfile, show_parameters
 from modelkit.errors import DigestMismatchError, ModelNotFoundError
-from modelkit.runtime.prompting import ChatTemplate
 from modelkit.server.body import model_name, read_body
 from modelkit.server.errors import APIError
 from modelkit.server.schemas import CopyRequest, ModelRequest, ShowRequest
@@ -114,7 +113,7 @@ async def show(request: Request) -> dict[str, Any]:
     view = _view(state, body.model)
     # The template modelkit really uses: the TEMPLATE layer, else the GGUF's own chat
     # template (Ollama would fall back to "{{ .Prompt }}" here).
-    template = ChatTemplate.for_stored_model(state.store, view)
+    template = state.service.template_for(view)  # cached per manifest digest
     capabilities = sorted(set(template.capabilities) | set(view.config.capabilities or []))
     response: dict[str, Any] = {
         "license": "\n".join(view.licenses),
