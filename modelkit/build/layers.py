@@ -3,19 +3,14 @@ does, so the same Modelfile and GGUF give the same digests as ``ollama create``.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from modelkit.store import (
-    MEDIA_TYPE_LICENSE,
-    MEDIA_TYPE_MESSAGES,
-    MEDIA_TYPE_PARAMS,
-    MEDIA_TYPE_SYSTEM,
-    MEDIA_TYPE_TEMPLATE,
     GGUFInfo,
     go_json_dumps,
+    sha256_digest,
 )
 
 LayerStatus = Literal["inherited", "cached", "new"]
@@ -44,10 +39,6 @@ class PlannedLayer:
         return replace(self, digest=digest, size=size)
 
 
-def sha256_digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
 def text_layer(media_type: str, data: bytes, source: str, exists: bool) -> PlannedLayer:
     return PlannedLayer(
         media_type=media_type,
@@ -66,13 +57,3 @@ def params_bytes(params: dict[str, Any]) -> bytes:
 
 def messages_bytes(messages: list[tuple[str, str]]) -> bytes:
     return go_json_dumps([{"role": r, "content": c} for r, c in messages], newline=True)
-
-
-def is_text_layer(media_type: str) -> bool:
-    return media_type in {
-        MEDIA_TYPE_TEMPLATE,
-        MEDIA_TYPE_SYSTEM,
-        MEDIA_TYPE_PARAMS,
-        MEDIA_TYPE_MESSAGES,
-        MEDIA_TYPE_LICENSE,
-    }

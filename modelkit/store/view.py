@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from modelkit.errors import StoreError
@@ -97,7 +96,3 @@ def view_model(store: Store, name: ModelName) -> ModelView:
                 view.messages = [m for m in messages if isinstance(m, dict)]
         # Unknown media types are ignored, as Ollama's readers do.
     return view
-
-
-def blob_file(store: Store, desc: Descriptor) -> Path:
-    return store.blob_path(desc.digest)
