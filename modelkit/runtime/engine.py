@@ -29,7 +29,7 @@ from collections.abc import Generator, Iterator
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
@@ -45,6 +45,9 @@ from modelkit.runtime.options import (
     sampling_params,
 )
 from modelkit.runtime.stop import StopMatcher
+
+if TYPE_CHECKING:  # the store is only needed when loading from it
+    from modelkit.store import ModelView, Store
 
 __all__ = [
     "Chunk",
@@ -327,13 +330,20 @@ class LoadedModel:
 
         model_name = name if isinstance(name, ModelName) else ModelName.parse(str(name))
         view = view_model(store, model_name)
-        if view.model is None:
-            raise InferenceError(f"model {model_name.display} has no model weights layer")
         opts = resolve_options(view.parameters, options, settings)
+        return cls.from_view(store, view, load_params(opts, settings), verbose=verbose)
+
+    @classmethod
+    def from_view(
+        cls, store: Store, view: ModelView, load: LoadParams, *, verbose: bool = False
+    ) -> LoadedModel:
+        """Load a stored model already read back (a ``ModelView``) with ``load``."""
+        if view.model is None:
+            raise InferenceError(f"model {view.name.display} has no model weights layer")
         return cls(
             store.blob_path(view.model.digest),
             adapters=[store.blob_path(a.digest) for a in view.adapters],
-            load=load_params(opts, settings),
+            load=load,
             model_params=view.parameters,
             verbose=verbose,
         )

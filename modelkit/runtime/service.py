@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelkit.config import Settings
-from modelkit.errors import InferenceError, ModelNameError, ModelNotFoundError, RequestError
+from modelkit.errors import ModelNameError, ModelNotFoundError, RequestError
 from modelkit.names import ModelName
 from modelkit.runtime.constrain import gbnf_for_format
 from modelkit.runtime.engine import GenerationStats, LoadedModel
@@ -136,14 +136,7 @@ class InferenceService:
 
     def _load(self, key: ModelKey, spec: LoadParams) -> Runner:
         view = self.view(key.name)
-        if view.model is None:
-            raise InferenceError(f"model {key.name} has no model weights layer")
-        model = LoadedModel(
-            self.store.blob_path(view.model.digest),
-            adapters=[self.store.blob_path(a.digest) for a in view.adapters],
-            load=spec,
-            model_params=view.parameters,
-        )
+        model = LoadedModel.from_view(self.store, view, spec)
         return Runner(view, model, self.template_for(view))
 
     def acquire(
