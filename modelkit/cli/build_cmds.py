@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
@@ -16,9 +17,11 @@ from modelkit.cli.progress import byte_progress, registry_progress
 from modelkit.config import Settings
 from modelkit.modelfile import parse_file
 from modelkit.names import ModelName
-from modelkit.registry import ProgressFn
 from modelkit.store import Store
 from modelkit.validate.lint import lint_text
+
+if TYPE_CHECKING:  # importing the registry stack only to name a type costs ~0.2 s
+    from modelkit.registry import ProgressFn
 from modelkit.validate.sarif import to_sarif
 
 
@@ -185,6 +188,3 @@ def lint(modelfile: str, output_format: str, publish: bool) -> None:
         text = report.to_text(str(path), with_rules=True)
         click.echo(text if text else f"{path}: ok", nl=not text)
     raise SystemExit(0 if report.ok else 1)
-
-
-COMMANDS = [build, create, lint]

@@ -3,24 +3,49 @@ domain errors become messages and exit codes (1 for errors, 2 for usage)."""
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import click
 
 from modelkit import __version__
-from modelkit.cli import (
-    build_cmds,
-    model_cmds,
-    registry_cmds,
-    run_cmds,
-    serve_cmds,
-    template_cmds,
-    test_cmds,
-)
 from modelkit.errors import ModelkitError
+
+# Each command's module is imported only when that command runs (or --help lists it): a
+# `modelkit build` need not pay for the HTTP, registry and runtime stacks at start-up.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "build": ("build_cmds", "build"),
+    "create": ("build_cmds", "create"),
+    "lint": ("build_cmds", "lint"),
+    "list": ("model_cmds", "list_models"),
+    "ls": ("model_cmds", "list_models"),
+    "show": ("model_cmds", "show"),
+    "cp": ("model_cmds", "cp"),
+    "rm": ("model_cmds", "rm"),
+    "prune": ("model_cmds", "prune"),
+    "serve": ("serve_cmds", "serve"),
+    "run": ("run_cmds", "run"),
+    "ps": ("run_cmds", "ps"),
+    "stop": ("run_cmds", "stop"),
+    "template": ("template_cmds", "template"),
+    "pull": ("registry_cmds", "pull_cmd"),
+    "push": ("registry_cmds", "push_cmd"),
+    "test": ("test_cmds", "test"),
+}
 
 
 class ModelkitGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module_name, attr = COMMANDS[cmd_name]
+        module = importlib.import_module(f"modelkit.cli.{module_name}")
+        command: click.Command = getattr(module, attr)
+        return command
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -43,20 +68,6 @@ def cli() -> None:
 
     Models live in an Ollama-compatible store: $OLLAMA_MODELS (default ~/.ollama/models).
     """
-
-
-for module in (
-    build_cmds,
-    model_cmds,
-    serve_cmds,
-    run_cmds,
-    template_cmds,
-    registry_cmds,
-    test_cmds,
-):
-    for command in module.COMMANDS:
-        cli.add_command(command)
-cli.add_command(model_cmds.list_models, name="ls")
 
 
 def main() -> None:

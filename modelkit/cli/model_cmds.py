@@ -146,6 +146,3 @@ def prune() -> None:
     for digest in removed:
         click.echo(f"removed {digest}")
     click.echo(f"pruned {len(removed)} blob(s)")
-
-
-COMMANDS = [list_models, show, cp, rm, prune]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import (
@@ -19,7 +19,9 @@ from rich.progress import (
 )
 
 from modelkit.build import ProgressFn
-from modelkit.registry import ProgressFn as RegistryProgressFn
+
+if TYPE_CHECKING:  # importing the registry stack only to name a type costs ~0.2 s
+    from modelkit.registry import ProgressFn as RegistryProgressFn
 
 
 class ByteBars:

@@ -42,6 +42,3 @@ def push_cmd(name: str, insecure: bool) -> None:
     model = ModelName.parse(name)
     with registry_progress(_console()) as show:
         push(store, model, insecure=insecure, progress=show)
-
-
-COMMANDS = [pull_cmd, push_cmd]

@@ -222,6 +222,3 @@ def stop(model: str) -> None:
     if not any(name == model or name == f"{model}:latest" for name in loaded):
         raise ClientError(f'couldn\'t find model "{model}" to stop')
     list(client.stream("/api/generate", {"model": model, "keep_alive": 0}))
-
-
-COMMANDS = [run, ps, stop]

@@ -54,6 +54,3 @@ def _prune_at_start(settings: Settings) -> None:
         return
     if removed:
         logging.info("pruned %d unused blob(s)", len(removed))
-
-
-COMMANDS = [serve]

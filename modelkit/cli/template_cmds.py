@@ -84,6 +84,3 @@ def render(
         click.echo(chat_template.render(messages, tools=tools, think=think), nl=False)
     except ModelkitError as err:
         raise click.ClickException(str(err)) from None
-
-
-COMMANDS = [template]

@@ -68,6 +68,3 @@ def test(
     if junit:
         write_junit(Path(junit), results, model, suite=path.stem)
     ctx.exit(0 if all(r.status == "pass" for r in results) else 1)
-
-
-COMMANDS = [test]

@@ -11,6 +11,7 @@ the caller to print ("would pull NAME from HOST").
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from modelkit.build.sources.base import FromRef, ResolvedBase
 from modelkit.build.sources.local_model import LocalModelSource
@@ -22,9 +23,10 @@ from modelkit.errors import (
     StoreError,
 )
 from modelkit.names import ModelName
-from modelkit.registry import ProgressFn, RegistryClient, pull, repository
-from modelkit.registry.compat import check_pulled
 from modelkit.store import Manifest, Store
+
+if TYPE_CHECKING:  # the registry stack (httpx, ...) is imported only when FROM needs it
+    from modelkit.registry import ProgressFn
 
 __all__ = ["PullOptions", "RegistryModelSource", "WouldPull"]
 
@@ -72,6 +74,9 @@ class RegistryModelSource:
             return self.local.resolve(ref)
         if self.options.dry_run:
             self._would_pull(ref, name)
+        from modelkit.registry import pull
+        from modelkit.registry.compat import check_pulled
+
         try:
             stored = pull(
                 self.store,
@@ -94,6 +99,8 @@ class RegistryModelSource:
         return True
 
     def _would_pull(self, ref: FromRef, name: ModelName) -> None:
+        from modelkit.registry import RegistryClient, repository
+
         try:
             with RegistryClient.for_name(name, insecure=self.options.insecure) as client:
                 raw, _ = client.get_manifest(repository(name), name.tag)
