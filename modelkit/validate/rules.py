@@ -10,9 +10,9 @@ import difflib
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from modelkit.errors import StoreError, TemplateError
 from modelkit.modelfile.ast import (
@@ -37,13 +37,19 @@ from modelkit.modelfile.params import (
 from modelkit.modelfile.parser import REQUIRES_NOT_SEMVER, is_valid_requires
 from modelkit.template import GoTemplate, is_jinja_template, template_error
 
+if TYPE_CHECKING:
+    from modelkit.store import GGUFInfo
+
 __all__ = [
+    "CHAT_FORMATS",
     "KNOWN_TEMPLATE_FIELDS",
     "RULES",
     "TEMPLATE_FIELDS",
+    "ChatFormat",
     "LintContext",
     "LintDiagnostic",
     "Rule",
+    "chat_format",
     "run_rules",
 ]
 
@@ -140,6 +146,19 @@ RULES: Final[dict[str, Rule]] = {
             "(reranker templates, which render .Query/.Document, are exempt).",
         ),
         Rule(
+            "MK013",
+            "template-missing-stop",
+            "warning",
+            "No PARAMETER stop for the template's chat format",
+            "A template in a known chat format (ChatML, Llama 3, Gemma, Phi-3, Command R, "
+            "Zephyr, Mistral/Llama 2 [INST]) ends each turn with a marker the model must stop "
+            "at; without a PARAMETER stop for it, a reply can run on into an invented next "
+            "turn. The template is the Modelfile's TEMPLATE or, when there is none, the "
+            "tokenizer.chat_template of a GGUF file named by FROM. Only this Modelfile's "
+            "PARAMETER stop lines count: stops a FROM model in the store already sets are not "
+            "looked up.",
+        ),
+        Rule(
             "MK020",
             "from-missing-path",
             "error",
@@ -227,6 +246,10 @@ class LintContext:
     lines: tuple[str, ...]
     base_dir: Path
     publish: bool = False
+    gguf_headers: dict[Path, GGUFInfo | None] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+    """FROM GGUF headers already read (``None``: not a readable GGUF), shared by the checks."""
 
 
 def _diag(rule: str, where: Position, message: str, hint: str) -> LintDiagnostic:
@@ -414,6 +437,83 @@ def check_template_fields(mf: Modelfile, ctx: LintContext) -> list[LintDiagnosti
     return found
 
 
+@dataclass(frozen=True)
+class ChatFormat:
+    """A chat format recognised in template text, and the stop string that ends its turns.
+
+    The format matches when the text holds every string in ``markers`` (Go template or
+    Jinja2 alike: the markers are literal text in both).
+    """
+
+    name: str
+    markers: tuple[str, ...]
+    stop: str
+
+
+CHAT_FORMATS: Final[tuple[ChatFormat, ...]] = (
+    ChatFormat("ChatML", ("<|im_start|>",), "<|im_end|>"),
+    ChatFormat("Llama 3", ("<|start_header_id|>",), "<|eot_id|>"),
+    ChatFormat("Gemma", ("<start_of_turn>",), "<end_of_turn>"),
+    # <|assistant|> rather than <|user|>: templates often write the role tag as <|{{ .Role }}|>
+    ChatFormat("Phi-3", ("<|assistant|>", "<|end|>"), "<|end|>"),
+    ChatFormat("Command R", ("<|START_OF_TURN_TOKEN|>",), "<|END_OF_TURN_TOKEN|>"),
+    # after Phi-3, which has the same role tags but ends turns with <|end|>
+    ChatFormat("Zephyr", ("<|assistant|>", "</s>"), "</s>"),
+    # Ollama's mistral and llama2 models stop at the next [INST]
+    ChatFormat("Mistral/Llama 2 [INST]", ("[INST]",), "[INST]"),
+)
+"""The chat formats MK013 knows, first match wins; stops as Ollama's library models set them."""
+
+
+def chat_format(text: str) -> ChatFormat | None:
+    """The known chat format of a template's text, or ``None``."""
+    for fmt in CHAT_FORMATS:
+        if all(marker in text for marker in fmt.markers):
+            return fmt
+    return None
+
+
+def _stop_line(stop: str) -> str:
+    """``PARAMETER stop "<stop>"`` (the stops above hold no quote or newline, so the
+    double-quoted form reads back as exactly ``stop``)."""
+    return f'PARAMETER stop "{stop}"'
+
+
+def check_stop_sequences(mf: Modelfile, ctx: LintContext) -> list[LintDiagnostic]:
+    """MK013: the template's chat format has an end-of-turn string no PARAMETER stop covers.
+
+    The template is the last TEMPLATE or, without one, a FROM GGUF's chat template. A stop
+    covers the end-of-turn string when it is contained in it (generation halts there too).
+    Stops inherited from a FROM model in the store are not looked up.
+    """
+    templates = mf.of_type(Template)
+    if templates:
+        inst: Instruction = templates[-1]
+        fmt = chat_format(templates[-1].text)
+        source = "TEMPLATE"
+    else:
+        ggufs = [(f, info) for f, info in _from_ggufs(mf, ctx) if info.chat_template]
+        if not ggufs:
+            return []
+        inst, info = ggufs[0]
+        fmt = chat_format(info.chat_template or "")
+        source = f"the GGUF chat template of {inst.value} (there is no TEMPLATE)"
+    if fmt is None:
+        return []
+    stops = [p.value for p in mf.of_type(Parameter) if p.name == "stop" and p.value]
+    if any(stop in fmt.stop for stop in stops):
+        return []
+    return [
+        _diag(
+            "MK013",
+            _first(inst.pos),
+            f"{source} uses the {fmt.name} chat format but no PARAMETER stop "
+            f'"{fmt.stop}" is set, so replies can run on past the end of the turn',
+            _stop_line(fmt.stop),
+        )
+    ]
+
+
 # -- FROM, MESSAGE, LICENSE, num_ctx -------------------------------------------------------
 
 _PATHLIKE: Final = ("./", "../", "/", "~", ".\\", "..\\")
@@ -498,19 +598,35 @@ def check_license(mf: Modelfile, ctx: LintContext) -> list[LintDiagnostic]:
     ]
 
 
-def _trained_context(mf: Modelfile, ctx: LintContext) -> tuple[int, str] | None:
-    from modelkit.store import read_gguf_info  # the store is heavy; import when needed
+def _gguf_header(target: Path, ctx: LintContext) -> GGUFInfo | None:
+    """The header of the GGUF file at ``target`` (read once per lint), or ``None``."""
+    if target not in ctx.gguf_headers:
+        from modelkit.store import read_gguf_info  # the store is heavy; import when needed
 
+        info: GGUFInfo | None = None
+        if target.is_file():
+            try:
+                info = read_gguf_info(target)
+            except (StoreError, OSError, ValueError):
+                info = None
+        ctx.gguf_headers[target] = info
+    return ctx.gguf_headers[target]
+
+
+def _from_ggufs(mf: Modelfile, ctx: LintContext) -> list[tuple[From, GGUFInfo]]:
+    """Each FROM that names a readable GGUF file, with its header."""
+    found = []
     for inst in mf.of_type(From):
         if not looks_like_path(inst.value):
             continue
-        target = resolve_from(inst.value, ctx.base_dir)
-        if not target.is_file():
-            continue
-        try:
-            info = read_gguf_info(target)
-        except (StoreError, OSError, ValueError):
-            continue
+        info = _gguf_header(resolve_from(inst.value, ctx.base_dir), ctx)
+        if info is not None:
+            found.append((inst, info))
+    return found
+
+
+def _trained_context(mf: Modelfile, ctx: LintContext) -> tuple[int, str] | None:
+    for inst, info in _from_ggufs(mf, ctx):
         if info.context_length:
             return info.context_length, inst.value
     return None
@@ -552,6 +668,7 @@ CHECKS: Final[tuple[Check, ...]] = (
     check_requires,
     check_template_syntax,
     check_template_fields,
+    check_stop_sequences,
     check_from_paths,
     check_messages,
     check_license,

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from modelkit.validate import lint_text
 from modelkit.validate.lint import LintReport, hint_of, rule_id
-from modelkit.validate.rules import RULES, LintDiagnostic
+from modelkit.validate.rules import CHAT_FORMATS, RULES, LintDiagnostic, chat_format
+from modelkit.validate.sarif import to_sarif
 
 
 def diags(
@@ -144,6 +146,208 @@ def test_mk012_template_without_prompt_or_messages() -> None:
 def test_jinja_template_is_not_checked_for_fields() -> None:
     text = 'FROM x\nTEMPLATE """{% for m in messages %}{{ m.content }}{% endfor %}"""\n'
     assert diags(text, "MK011") == [] and diags(text, "MK012") == []
+
+
+# MK013: a stop for the end of turn of the template's chat format (Go and Jinja2 templates)
+
+CHAT_TEMPLATES: list[tuple[str, str, str]] = [
+    (
+        "ChatML",
+        "{{ range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n"
+        "{{ end }}<|im_start|>assistant\n",
+        "<|im_end|>",
+    ),
+    (
+        "ChatML",
+        "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + "
+        "'<|im_end|>\\n' }}{% endfor %}{{ '<|im_start|>assistant\\n' }}",
+        "<|im_end|>",
+    ),
+    (
+        "Llama 3",
+        "{{ range .Messages }}<|start_header_id|>{{ .Role }}<|end_header_id|>\n\n"
+        "{{ .Content }}<|eot_id|>{{ end }}<|start_header_id|>assistant<|end_header_id|>\n\n",
+        "<|eot_id|>",
+    ),
+    (
+        "Gemma",
+        "{% for m in messages %}<start_of_turn>{{ m.role }}\n{{ m.content }}<end_of_turn>\n"
+        "{% endfor %}<start_of_turn>model\n",
+        "<end_of_turn>",
+    ),
+    (
+        "Phi-3",
+        "{{ range .Messages }}<|{{ .Role }}|>\n{{ .Content }}<|end|>\n{{ end }}<|assistant|>\n",
+        "<|end|>",
+    ),
+    (
+        "Command R",
+        "{{ range .Messages }}<|START_OF_TURN_TOKEN|><|USER_TOKEN|>{{ .Content }}"
+        "<|END_OF_TURN_TOKEN|>{{ end }}<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>",
+        "<|END_OF_TURN_TOKEN|>",
+    ),
+    (
+        "Zephyr",
+        "{{ range .Messages }}<|{{ .Role }}|>\n{{ .Content }}</s>\n{{ end }}<|assistant|>\n",
+        "</s>",
+    ),
+    (
+        "Mistral/Llama 2 [INST]",
+        '{{ range .Messages }}{{ if eq .Role "user" }}[INST] {{ .Content }} [/INST]'
+        "{{ else }}{{ .Content }}</s>{{ end }}{{ end }}",
+        "[INST]",
+    ),
+]
+
+
+def chat_modelfile(template: str, *extra: str) -> str:
+    """FROM, a PARAMETER, the TEMPLATE on line 3, then ``extra`` lines."""
+    lines = ["FROM x", "PARAMETER temperature 0.7", f'TEMPLATE """{template}"""', *extra]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(("name", "template", "stop"), CHAT_TEMPLATES)
+def test_mk013_missing_stop_for_chat_format(name: str, template: str, stop: str) -> None:
+    text = chat_modelfile(template)
+    assert diags(text, "MK010") == []
+    (d,) = diags(text, "MK013")
+    assert where(d) == (3, 1, "warning")
+    assert d.message == (
+        f'TEMPLATE uses the {name} chat format but no PARAMETER stop "{stop}" is set, '
+        "so replies can run on past the end of the turn"
+    )
+    assert d.hint == f'PARAMETER stop "{stop}"'
+    # the hint is the line to add, quoted so that it reads back as the stop string
+    fixed = lint_text(text + d.hint + "\n", "Modelfile")
+    added = {"command": "parameter", "name": "stop", "value": stop, "line": text.count("\n") + 1}
+    assert fixed.instructions[-1] == added
+    assert [x for x in fixed.diagnostics if x.rule == "MK013"] == []
+
+
+def test_mk013_every_format_is_tested() -> None:
+    assert {name for name, _, _ in CHAT_TEMPLATES} == {f.name for f in CHAT_FORMATS}
+    for name, template, _ in CHAT_TEMPLATES:
+        fmt = chat_format(template)
+        assert fmt is not None and fmt.name == name
+
+
+def test_mk013_negative_stop_present() -> None:
+    chatml = CHAT_TEMPLATES[0][1]
+    for stops in (
+        ["PARAMETER stop <|im_end|>"],
+        ['PARAMETER stop "<|im_end|>"'],
+        ['PARAMETER stop """<|im_end|>"""'],
+        ["PARAMETER stop <|im_start|>", "PARAMETER stop <|im_end|>"],
+        ["PARAMETER stop <|im_end"],  # a stop inside the end-of-turn string halts there too
+    ):
+        assert diags(chat_modelfile(chatml, *stops), "MK013") == [], stops
+    # the stop must be before or after the TEMPLATE alike
+    text = "FROM x\nPARAMETER stop <|eot_id|>\n" + f'TEMPLATE """{CHAT_TEMPLATES[2][1]}"""\n'
+    assert diags(text, "MK013") == []
+
+
+def test_mk013_stop_of_another_format_does_not_count() -> None:
+    chatml = CHAT_TEMPLATES[0][1]
+    (d,) = diags(chat_modelfile(chatml, "PARAMETER stop <|eot_id|>", 'PARAMETER stop ""'), "MK013")
+    assert d.hint == 'PARAMETER stop "<|im_end|>"'
+
+
+def test_mk013_negative_unknown_format_or_no_template() -> None:
+    for template in (
+        "{{ .Prompt }}",
+        "### Instruction:\n{{ .Prompt }}\n### Response:\n",
+        "{{ if .System }}System: {{ .System }}{{ end }}User: {{ .Prompt }}\nAssistant:",
+    ):
+        assert diags(chat_modelfile(template), "MK013") == [], template
+    # no TEMPLATE and FROM a model name: its template (and stops) are not looked up
+    assert diags("FROM llama3\n", "MK013") == []
+    assert diags("FROM llama3\nPARAMETER temperature 0.7\n", "MK013") == []
+
+
+def test_mk013_only_the_last_template_counts() -> None:
+    chatml = CHAT_TEMPLATES[0][1]
+    text = f'FROM x\nTEMPLATE """{chatml}"""\nTEMPLATE {{{{ .Prompt }}}}\n'
+    assert diags(text, "MK013") == []
+    text = f'FROM x\nTEMPLATE {{{{ .Prompt }}}}\nTEMPLATE """{chatml}"""\n'
+    (d,) = diags(text, "MK013")
+    assert where(d) == (3, 1, "warning")
+
+
+def test_mk013_gguf_chat_template_without_template(tiny_gguf: Path) -> None:
+    base = tiny_gguf.parent  # tiny.gguf has a ChatML tokenizer.chat_template
+    (d,) = diags("# base\nFROM ./tiny.gguf\nPARAMETER temperature 0.7\n", "MK013", base_dir=base)
+    assert where(d) == (2, 1, "warning")
+    assert d.message == (
+        "the GGUF chat template of ./tiny.gguf (there is no TEMPLATE) uses the ChatML chat "
+        'format but no PARAMETER stop "<|im_end|>" is set, so replies can run on past the end '
+        "of the turn"
+    )
+    assert d.hint == 'PARAMETER stop "<|im_end|>"'
+    text = "FROM ./tiny.gguf\nPARAMETER stop <|im_end|>\n"
+    assert diags(text, "MK013", base_dir=base) == []
+    # a TEMPLATE replaces the GGUF's chat template
+    assert diags("FROM ./tiny.gguf\nTEMPLATE {{ .Prompt }}\n", "MK013", base_dir=base) == []
+
+
+def test_mk013_gguf_formats_and_negatives(
+    tiny_gguf_factory: Callable[..., Path], tmp_path: Path
+) -> None:
+    llama3 = CHAT_TEMPLATES[2][1]
+    base = tiny_gguf_factory("llama3.gguf", chat_template=llama3).parent
+    tiny_gguf_factory("plain.gguf", chat_template=None)
+    tiny_gguf_factory("alpaca.gguf", chat_template="### Instruction:\n{{ messages }}")
+    (base / "fake.gguf").write_bytes(b"not a gguf at all")
+    (d,) = diags("FROM ./llama3.gguf\n", "MK013", base_dir=base)
+    assert where(d) == (1, 1, "warning") and "Llama 3" in d.message
+    assert d.hint == 'PARAMETER stop "<|eot_id|>"'
+    for value in ("./plain.gguf", "./alpaca.gguf", "./fake.gguf", "./missing.gguf", "."):
+        assert diags(f"FROM {value}\n", "MK013", base_dir=base) == [], value
+
+
+def test_mk013_gguf_header_read_once(tiny_gguf: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import modelkit.store
+
+    calls: list[Path] = []
+    real = modelkit.store.read_gguf_info
+
+    def counting(path: Path, **kwargs: object) -> object:
+        calls.append(Path(path))
+        return real(path)
+
+    monkeypatch.setattr(modelkit.store, "read_gguf_info", counting)
+    text = "FROM ./tiny.gguf\nPARAMETER num_ctx 8192\n"
+    report = lint_text(text, "Modelfile", base_dir=tiny_gguf.parent)
+    assert {rule_id(d) for d in report.diagnostics} == {"MK013", "MK050"}
+    assert calls == [tiny_gguf.parent / "tiny.gguf"]
+
+
+def test_mk013_in_text_json_and_sarif() -> None:
+    text = chat_modelfile(CHAT_TEMPLATES[0][1])
+    report = lint_text(text, "Modelfile")
+    assert report.ok  # a warning
+    (line,) = report.to_text("M", with_rules=True).splitlines()
+    assert line == (
+        'M:3:1: warning[MK013]: TEMPLATE uses the ChatML chat format but no PARAMETER stop "'
+        '<|im_end|>" is set, so replies can run on past the end of the turn '
+        '(PARAMETER stop "<|im_end|>")'
+    )
+    (entry,) = report.to_json(with_rules=True)["diagnostics"]
+    assert (entry["line"], entry["col"], entry["rule"]) == (3, 1, "MK013")
+    assert entry["hint"] == 'PARAMETER stop "<|im_end|>"'
+    (run,) = to_sarif(report, "Modelfile")["runs"]
+    rules = run["tool"]["driver"]["rules"]
+    (meta,) = [r for r in rules if r["id"] == "MK013"]
+    assert meta["name"] == "template-missing-stop"
+    assert meta["defaultConfiguration"] == {"level": "warning"}
+    assert "stop" in meta["shortDescription"]["text"]
+    (result,) = run["results"]
+    assert result["ruleId"] == "MK013" and rules[result["ruleIndex"]]["id"] == "MK013"
+    assert result["level"] == "warning"
+    assert result["message"]["text"].endswith('(PARAMETER stop "<|im_end|>")')
+    assert result["locations"][0]["physicalLocation"]["region"] == {
+        "startLine": 3,
+        "startColumn": 1,
+    }
 
 
 # -- FROM, MESSAGE, LICENSE, num_ctx -------------------------------------------------------
