@@ -11,7 +11,8 @@ them prints. Tree::
     │   ├── DigestMismatchError
     │   ├── InvalidDigestError
     │   └── BlobNotFoundError
-    └── BuildError          a build that cannot proceed (missing FROM, unsupported source)
+    ├── BuildError          a build that cannot proceed (missing FROM, unsupported source)
+    └── CheckError          a built model that fails its smoke check or --test spec
 """
 
 from __future__ import annotations
@@ -122,6 +123,11 @@ class TemplateError(ModelkitError):
 
 class InferenceError(ModelkitError):
     """A model that cannot be loaded or run (bad weights or adapter, a failed decode, ...)."""
+
+
+class CheckError(ModelkitError):
+    """A model that fails a check a build runs before tagging it (the smoke check, or a
+    ``--test`` spec); the build writes no tag."""
 
 
 class RequestError(InferenceError):

@@ -2,7 +2,7 @@
 or new) → execute (blobs, config, then the manifest, atomically)."""
 
 from modelkit.build.cache import BuildCache
-from modelkit.build.execute import BuildResult, ProgressFn, execute_build
+from modelkit.build.execute import BuildResult, CheckFn, ProgressFn, execute_build
 from modelkit.build.layers import PlannedLayer
 from modelkit.build.plan import BuildPlan, Planner, plan_build
 from modelkit.build.spec import BuildSpec, spec_from_modelfile
@@ -12,6 +12,7 @@ __all__ = [
     "BuildPlan",
     "BuildResult",
     "BuildSpec",
+    "CheckFn",
     "PlannedLayer",
     "Planner",
     "ProgressFn",

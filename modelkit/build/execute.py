@@ -21,6 +21,9 @@ from modelkit.store import (
 
 # (label, bytes done, bytes total) — the CLI draws it as a progress bar.
 ProgressFn = Callable[[str, int, int], None]
+# Called with the finished but untagged model; raising stops the build before the tag is
+# written (the CLI passes the smoke check and ``--test`` here).
+CheckFn = Callable[[StoredManifest], None]
 
 
 @dataclass
@@ -68,6 +71,7 @@ def execute_build(
     *,
     noprune: bool = False,
     progress: ProgressFn | None = None,
+    check: CheckFn | None = None,
 ) -> BuildResult:
     # ``writing`` keeps a concurrent prune from collecting blobs that this build has
     # written but not yet referenced from its manifest.
@@ -81,6 +85,9 @@ def execute_build(
                 for x in layers
             ],
         )
+        if check is not None:
+            # Outside the store lock: a check loads the model and may take seconds.
+            check(store.staged(store.resolve_name(name), manifest))
         with store.lock():
             target = store.resolve_name(name)
             try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING
 import click
 from rich.console import Console
 
-from modelkit.build import BuildCache, BuildPlan, execute_build, plan_build
+from modelkit.build import BuildCache, BuildPlan, CheckFn, execute_build, plan_build
 from modelkit.build.sources import PullOptions, WouldPull, default_sources
 from modelkit.cli.humanize import human_bytes, table
 from modelkit.cli.progress import byte_progress, registry_progress
@@ -18,7 +19,11 @@ from modelkit.config import Settings
 from modelkit.modelfile import parse_file
 from modelkit.names import ModelName
 from modelkit.store import Store
+from modelkit.validate.buildcheck import BuildCheck, SmokeResult
 from modelkit.validate.lint import lint_text
+from modelkit.validate.reports import summary
+from modelkit.validate.runner import CaseResult
+from modelkit.validate.spec import SpecError, load_spec
 
 if TYPE_CHECKING:  # importing the registry stack only to name a type costs ~0.2 s
     from modelkit.registry import ProgressFn
@@ -65,6 +70,50 @@ def format_would_pull(would: WouldPull, name: ModelName) -> str:
     )
 
 
+def describe_smoke(result: SmokeResult) -> str:
+    if result.skipped:
+        return f"smoke check skipped: {result.skipped}"
+    if result.cached:
+        return "smoke check: passed before for this exact model"
+    return (
+        f"smoke check passed: loaded and answered in {result.load_seconds:.2f}s"
+        f" ({result.prompt_tokens} prompt tokens, {result.generated} generated:"
+        f" {json.dumps(result.text, ensure_ascii=False)})"
+    )
+
+
+def build_check(
+    settings: Settings,
+    console: Console,
+    *,
+    smoke: bool,
+    test_spec: str | None,
+    jobs: int,
+    quiet: bool,
+) -> CheckFn | None:
+    """The check to run before the tag is written, or None (``--no-check`` and no spec)."""
+    spec = None
+    if test_spec is not None:
+        try:
+            spec = load_spec(Path(test_spec))
+        except SpecError as err:
+            raise click.ClickException("\n".join(err.lines())) from None
+    if not smoke and spec is None:
+        return None
+
+    # Through the console: a progress bar may still be drawn on it.
+    def on_smoke(result: SmokeResult) -> None:
+        if not quiet or result.skipped:
+            console.print(describe_smoke(result), markup=False, highlight=False, soft_wrap=True)
+
+    def on_spec(model: str, results: list[CaseResult]) -> None:
+        console.print(summary(results, model), markup=False, highlight=False, soft_wrap=True)
+
+    return BuildCheck(
+        settings, smoke=smoke, spec=spec, jobs=jobs, on_smoke=on_smoke, on_spec=on_spec
+    )
+
+
 def run_build(
     modelfile_path: str,
     tag: str,
@@ -73,11 +122,16 @@ def run_build(
     *,
     pull: bool = False,
     insecure: bool = False,
+    smoke: bool = True,
+    test_spec: str | None = None,
+    jobs: int = 1,
 ) -> None:
     """Build ``tag``. A FROM name missing locally is pulled from its registry (``pull``: also
-    one present locally); a dry run only checks that the registry has it."""
+    one present locally); a dry run only checks that the registry has it. Before the tag is
+    written the model is smoke-checked (unless not ``smoke``) and ``test_spec`` run."""
     settings = Settings.from_env()
     err = Console(stderr=True)
+    check = build_check(settings, err, smoke=smoke, test_spec=test_spec, jobs=jobs, quiet=quiet)
     modelfile = parse_file(modelfile_path)
     for warning in modelfile.warnings:
         click.echo(f"warning: {warning.message}", err=True)
@@ -105,7 +159,7 @@ def run_build(
         return
     with byte_progress(err, enabled=not quiet) as progress:
         result = execute_build(
-            plan, name, store, cache, noprune=settings.noprune, progress=progress
+            plan, name, store, cache, noprune=settings.noprune, progress=progress, check=check
         )
     if not quiet:
         for layer in result.layers:
@@ -127,6 +181,29 @@ MODELFILE_OPTION = click.option(
 )
 
 
+def check_options(command: Callable[..., None]) -> Callable[..., None]:
+    """``--no-check``, ``--test SPEC`` and ``--jobs``, shared by build and create."""
+    command = click.option(
+        "-j",
+        "--jobs",
+        default=1,
+        show_default=True,
+        type=click.IntRange(min=1),
+        help="--test cases to run at once.",
+    )(command)
+    command = click.option(
+        "--test",
+        "test_spec",
+        type=click.Path(dir_okay=False),
+        help="Run this test spec on the model before tagging it; a failing case fails the build.",
+    )(command)
+    return click.option(
+        "--no-check",
+        is_flag=True,
+        help="Skip the smoke check (load, render the template, generate a few tokens).",
+    )(command)
+
+
 @click.command()
 @MODELFILE_OPTION
 @click.option("-t", "--tag", required=True, help="The model name, e.g. mymodel:latest.")
@@ -136,9 +213,34 @@ MODELFILE_OPTION = click.option(
     "--pull", is_flag=True, help="Pull a FROM model from its registry even when it is local."
 )
 @click.option("--insecure", is_flag=True, help="Use plain HTTP for a non-loopback registry.")
-def build(modelfile: str, tag: str, dry_run: bool, quiet: bool, pull: bool, insecure: bool) -> None:
-    """Build a model from a Modelfile into the store (a FROM name missing locally is pulled)."""
-    run_build(modelfile, tag, dry_run, quiet, pull=pull, insecure=insecure)
+@check_options
+def build(
+    modelfile: str,
+    tag: str,
+    dry_run: bool,
+    quiet: bool,
+    pull: bool,
+    insecure: bool,
+    no_check: bool,
+    test_spec: str | None,
+    jobs: int,
+) -> None:
+    """Build a model from a Modelfile into the store (a FROM name missing locally is pulled).
+
+    Before the tag is written the model must pass a smoke check (it loads, its template
+    renders a system and a user message, it generates a few tokens) and, with --test, every
+    case of a test spec; otherwise the build fails and no tag is written."""
+    run_build(
+        modelfile,
+        tag,
+        dry_run,
+        quiet,
+        pull=pull,
+        insecure=insecure,
+        smoke=not no_check,
+        test_spec=test_spec,
+        jobs=jobs,
+    )
 
 
 @click.command()
@@ -150,11 +252,30 @@ def build(modelfile: str, tag: str, dry_run: bool, quiet: bool, pull: bool, inse
     "--pull", is_flag=True, help="Pull a FROM model from its registry even when it is local."
 )
 @click.option("--insecure", is_flag=True, help="Use plain HTTP for a non-loopback registry.")
+@check_options
 def create(
-    name: str, modelfile: str, dry_run: bool, quiet: bool, pull: bool, insecure: bool
+    name: str,
+    modelfile: str,
+    dry_run: bool,
+    quiet: bool,
+    pull: bool,
+    insecure: bool,
+    no_check: bool,
+    test_spec: str | None,
+    jobs: int,
 ) -> None:
-    """Create a model from a Modelfile (Ollama's spelling of build)."""
-    run_build(modelfile, name, dry_run, quiet, pull=pull, insecure=insecure)
+    """Create a model from a Modelfile (Ollama's spelling of build; checked the same way)."""
+    run_build(
+        modelfile,
+        name,
+        dry_run,
+        quiet,
+        pull=pull,
+        insecure=insecure,
+        smoke=not no_check,
+        test_spec=test_spec,
+        jobs=jobs,
+    )
 
 
 @click.command()

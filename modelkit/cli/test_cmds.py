@@ -21,6 +21,14 @@ from modelkit.validate.spec import SpecError, load_spec
 @click.option("--junit", "junit", type=click.Path(dir_okay=False), help="Write JUnit XML here.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write JSON here.")
 @click.option("-k", "keyword", help="Only cases whose names match (and/or/not of substrings).")
+@click.option(
+    "-j",
+    "--jobs",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Cases to run at once (in process: as many parallel slots).",
+)
 @click.pass_context
 def test(
     ctx: click.Context,
@@ -30,6 +38,7 @@ def test(
     junit: str | None,
     json_path: str | None,
     keyword: str | None,
+    jobs: int,
 ) -> None:
     """Run SPEC's cases (default modeltest.yaml) and check their assertions.
 
@@ -54,12 +63,16 @@ def test(
         model = model_name
     elif test_spec.model:
         model = test_spec.model
-    else:
-        assert test_spec.modelfile is not None  # the schema requires model or modelfile
+    elif test_spec.modelfile is not None:
         model = build_model(test_spec.modelfile, settings)
-    backend: Backend = HttpBackend(host) if host else InProcessBackend(settings)
+    else:
+        click.echo(
+            f"{path}: the spec names no model: add model: or modelfile:, or give --model", err=True
+        )
+        ctx.exit(2)
+    backend: Backend = HttpBackend(host) if host else InProcessBackend(settings, jobs)
     try:
-        results = run_spec(test_spec, backend, model, cases)
+        results = run_spec(test_spec, backend, model, cases, jobs)
     finally:
         backend.close()
     click.echo(summary(results, model))

@@ -106,6 +106,7 @@ class InferenceService:
         self.store = store
         self.settings = settings
         self._templates: dict[str, ChatTemplate] = {}
+        self._staged: dict[str, ModelView] = {}
         self.scheduler: Scheduler[ModelKey, LoadParams, Runner] = Scheduler(
             self._load,
             max_loaded=settings.max_loaded_models,
@@ -118,9 +119,16 @@ class InferenceService:
 
     def view(self, name: str) -> ModelView:
         try:
-            return view_model(self.store, ModelName.parse(name))
+            parsed = ModelName.parse(name)
+            staged = self._staged.get(parsed.display.lower())
+            return staged if staged is not None else view_model(self.store, parsed)
         except (ModelNotFoundError, ModelNameError):
             raise ModelNotFoundError(f"model '{name}' not found") from None
+
+    def stage(self, view: ModelView) -> None:
+        """Serve ``view`` under its name although its manifest is not written yet (a build
+        tests the model before it tags it)."""
+        self._staged[view.name.display.lower()] = view
 
     def template_for(self, view: ModelView) -> ChatTemplate:
         # Reading the GGUF's chat template and compiling it costs tens of ms (a 150k-token
@@ -336,9 +344,12 @@ class InferenceService:
             )
         return EmbedResult(result.vectors, result.prompt_eval_count, waited)
 
-    def load_only(self, model: str, keep_alive: float | None) -> int:
-        """Load ``model`` (a generate with no prompt); returns the wait in ns."""
+    def load_only(
+        self, model: str, keep_alive: float | None, options: dict[str, Any] | None = None
+    ) -> int:
+        """Load ``model`` as ``options`` need it (a generate with no prompt); returns the
+        wait in ns."""
         view = self.view(model)
-        lease, _, waited = self.acquire(view, None, keep_alive)
+        lease, _, waited = self.acquire(view, options, keep_alive)
         lease.release()
         return waited

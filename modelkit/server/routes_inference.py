@@ -118,7 +118,9 @@ async def generate(request: Request) -> Response:
         raise APIError(400, "model is required")
     service = service_of(request)
     if not body.prompt and not body.suffix and not body.raw:
-        return await _load_or_unload(service, body.model, body.keep_alive, "response", started)
+        return await _load_or_unload(
+            service, body.model, body.keep_alive, "response", started, body.options
+        )
     # The HTTP body and the service request share their field names.
     req = GenerateRequest(**body.model_dump(exclude={"stream"}))
     events = await run_in_threadpool(service.generate, req)
@@ -140,7 +142,12 @@ async def generate(request: Request) -> Response:
 
 
 async def _load_or_unload(
-    service: InferenceService, model: str, keep_alive: float | None, key: str, started: int
+    service: InferenceService,
+    model: str,
+    keep_alive: float | None,
+    key: str,
+    started: int,
+    options: dict[str, Any] | None,
 ) -> JSONResponse:
     view = await run_in_threadpool(service.view, model)
     out: dict[str, Any] = {"model": model, "created_at": created_at()}
@@ -152,7 +159,7 @@ async def _load_or_unload(
         await run_in_threadpool(service.unload, view)
         out.update(done=True, done_reason="unload")
         return JSONResponse(out)
-    waited = await run_in_threadpool(service.load_only, model, keep_alive)
+    waited = await run_in_threadpool(service.load_only, model, keep_alive, options)
     out.update(done=True, done_reason="load")
     out.update(total_duration=time.perf_counter_ns() - started, load_duration=waited)
     return JSONResponse(out)
@@ -169,7 +176,9 @@ async def chat(request: Request) -> Response:
         raise APIError(400, "model is required")
     service = service_of(request)
     if not body.messages:
-        return await _load_or_unload(service, body.model, body.keep_alive, "message", started)
+        return await _load_or_unload(
+            service, body.model, body.keep_alive, "message", started, body.options
+        )
     req = ChatRequest(**body.model_dump(exclude={"stream"}))
     events = await run_in_threadpool(service.chat, req)
 

@@ -6,7 +6,7 @@ Public API (import from ``modelkit.store``):
 - :class:`BlobRef`, :class:`BlobStore` — blob files and atomic writes;
 - :class:`Manifest`, :class:`Descriptor`, ``MEDIA_TYPE_*`` — manifest JSON;
 - :class:`ModelConfig` — the config blob;
-- :class:`ModelView`, :func:`view_model` — a stored model read back by layer kind;
+- :class:`ModelView`, :func:`view_model`, :func:`view_stored` — a model read back by layer;
 - :func:`read_gguf_info`, :class:`GGUFInfo`, :func:`human_parameter_count`, :func:`is_gguf`;
 - :func:`go_json_dumps`, :class:`GoFloat32` — Go ``encoding/json`` bytes;
 - digest helpers (:func:`normalize_digest`, :func:`is_valid_digest`, ...).
@@ -56,7 +56,7 @@ from modelkit.store.manifest import (
     manifest_digest,
 )
 from modelkit.store.store import Store, StoredManifest
-from modelkit.store.view import ModelView, view_model
+from modelkit.store.view import ModelView, view_model, view_stored
 
 __all__ = [
     "ALL_LAYER_MEDIA_TYPES",
@@ -106,4 +106,5 @@ __all__ = [
     "sha256_digest",
     "sha256_hex",
     "view_model",
+    "view_stored",
 ]

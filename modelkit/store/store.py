@@ -426,6 +426,20 @@ class Store:
             self.remove_unreferenced(old.referenced_digests() - manifest.referenced_digests())
         return stored
 
+    def staged(self, name: ModelName, manifest: Manifest) -> StoredManifest:
+        """``manifest`` as it would be stored under ``name``, without writing it (its blobs
+        must exist): what a build checks before it writes the tag."""
+        self._check_blobs(manifest)
+        raw = manifest.to_bytes()
+        return StoredManifest(
+            name=name,
+            manifest=manifest,
+            raw=raw,
+            digest=manifest_digest(raw),
+            modified=datetime.now(tz=UTC),
+            path=self.manifest_path(name),
+        )
+
     def write_manifest(
         self, name: ModelName, manifest: Manifest, *, prune_replaced: bool = False
     ) -> StoredManifest:

@@ -63,7 +63,13 @@ def _json(store: Store, desc: Descriptor) -> Any:
 
 def view_model(store: Store, name: ModelName) -> ModelView:
     """Read a model's manifest, config and small layers (raises ModelNotFoundError)."""
-    stored = store.read_manifest(store.resolve_name(name))
+    return view_stored(store, store.read_manifest(store.resolve_name(name)))
+
+
+def view_stored(store: Store, stored: StoredManifest) -> ModelView:
+    """Read the config and small layers of a manifest, written or not yet (a build checks
+    a model before its tag exists)."""
+    name = stored.name
     config_path = store.blob_path(stored.manifest.config.digest)
     try:
         config = ModelConfig.from_bytes(config_path.read_bytes())

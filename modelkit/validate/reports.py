@@ -18,11 +18,36 @@ def _xml(text: str) -> str:
     return _NOT_XML.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
 
 
+def _timings(result: CaseResult) -> str:
+    parts = [f"{result.duration:.2f}s"]
+    out = result.measured
+    if out is not None and out.ttft is not None:
+        parts.append(f"first token {out.ttft * 1000:.0f} ms")
+    if out is not None and out.tokens_per_second is not None:
+        parts.append(f"{out.tokens_per_second:.1f} tok/s")
+    return ", ".join(parts)
+
+
+def _metrics(result: CaseResult) -> dict[str, Any] | None:
+    out = result.measured
+    if out is None:
+        return None
+    rate = out.tokens_per_second
+    return {
+        "done_reason": out.done_reason,
+        "eval_count": out.eval_count,
+        "ttft_ms": round(out.ttft * 1000, 3) if out.ttft is not None else None,
+        "total_ms": round(out.total * 1000, 3) if out.total is not None else None,
+        "tokens_per_s": round(rate, 3) if rate is not None else None,
+        "tool_calls": [{"name": c.name, "arguments": c.arguments} for c in out.tool_calls],
+    }
+
+
 def summary(results: list[CaseResult], model: str) -> str:
     lines = []
     for result in results:
         label = {"pass": "PASS", "fail": "FAIL", "error": "ERROR"}[result.status]
-        lines.append(f"{label}  {result.name} ({result.duration:.2f}s)")
+        lines.append(f"{label}  {result.name} ({_timings(result)})")
         for failure in result.failures:
             lines.append(f"      {failure.assertion}: {failure.message}")
         if result.error:
@@ -51,6 +76,7 @@ def to_json(results: list[CaseResult], model: str) -> dict[str, Any]:
                 "failures": [{"assertion": f.assertion, "message": f.message} for f in r.failures],
                 "error": r.error or None,
                 "output": r.output,
+                "metrics": _metrics(r),
             }
             for r in results
         ],

@@ -3,9 +3,13 @@ against a running ``modelkit serve`` / Ollama server."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -13,7 +17,7 @@ import httpx
 
 from modelkit.config import Settings
 from modelkit.errors import ModelkitError
-from modelkit.validate.assertions import Failure, Output, check
+from modelkit.validate.assertions import Failure, Output, ToolCallOut, check
 from modelkit.validate.spec import Case, TestSpec
 
 
@@ -25,10 +29,16 @@ class CaseResult:
     output: str = ""
     failures: list[Failure] = field(default_factory=list)
     error: str = ""
+    measured: Output | None = None
+    """The whole answer with its timings (None when the case errored)."""
 
 
 class Backend(Protocol):
+    def warm(self, model: str, options: dict[str, Any]) -> None: ...
+
     def run(self, model: str, case: Case, options: dict[str, Any]) -> Output: ...
+
+    def embed(self, model: str, texts: list[str]) -> list[list[float]]: ...
 
     def close(self) -> None: ...
 
@@ -39,25 +49,61 @@ def _messages(case: Case) -> list[dict[str, Any]] | None:
     messages = [dict(m) for m in case.messages]
     if case.system is not None:
         messages.insert(0, {"role": "system", "content": case.system})
+    if case.images:
+        users = [i for i, m in enumerate(messages) if m["role"] == "user"]
+        messages[users[-1] if users else -1]["images"] = list(case.images)
     return messages
 
 
-class InProcessBackend:
-    """Run the model in this process, as ``modelkit serve`` would."""
+class _Timer:
+    """Client-side timings of one streamed answer."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.first: float | None = None
+
+    def saw_output(self) -> None:
+        if self.first is None:
+            self.first = time.perf_counter() - self.start
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+
+class InProcessBackend:
+    """Run the model in this process, as ``modelkit serve`` would.
+
+    ``jobs`` parallel cases get as many slots; ``service`` lets a build hand over one that
+    already serves its not-yet-tagged model."""
+
+    def __init__(self, settings: Settings, jobs: int = 1, service: Any = None) -> None:
         from modelkit.runtime.service import InferenceService
         from modelkit.store import Store
 
-        self.service = InferenceService(Store(settings.models), settings)
+        if service is None:
+            parallel = max(settings.num_parallel, jobs)
+            service = InferenceService(
+                Store(settings.models), replace(settings, num_parallel=parallel)
+            )
+        self.service = service
+
+    def warm(self, model: str, options: dict[str, Any]) -> None:
+        self.service.load_only(model, None, options)
 
     def run(self, model: str, case: Case, options: dict[str, Any]) -> Output:
         from modelkit.runtime.service import ChatRequest, GenerateRequest
 
+        timer = _Timer()
         messages = _messages(case)
         if messages is not None:
             events = self.service.chat(
-                ChatRequest(model=model, messages=messages, format=case.format, options=options)
+                ChatRequest(
+                    model=model,
+                    messages=messages,
+                    tools=case.tools,
+                    format=case.format,
+                    options=options,
+                )
             )
         else:
             events = self.service.generate(
@@ -67,57 +113,143 @@ class InProcessBackend:
                     system=case.system,
                     format=case.format,
                     options=options,
+                    images=list(case.images),
                 )
             )
         content: list[str] = []
-        done_reason, eval_count = "", 0
+        thinking: list[str] = []
+        calls: list[ToolCallOut] = []
+        done_reason, eval_count, eval_duration = "", 0, None
         for event in events:
+            if event.content or event.thinking or event.tool_calls:
+                timer.saw_output()
             content.append(event.content)
+            thinking.append(event.thinking)
+            calls += [ToolCallOut(c.name, c.arguments) for c in event.tool_calls]
             if event.done:
                 done_reason = event.done_reason
-                eval_count = event.stats.eval_count if event.stats else 0
-        return Output("".join(content), done_reason, eval_count)
+                if event.stats:
+                    eval_count = event.stats.eval_count
+                    eval_duration = event.stats.eval_duration / 1e9
+        return Output(
+            "".join(content),
+            done_reason,
+            eval_count,
+            tool_calls=calls,
+            thinking="".join(thinking),
+            eval_duration=eval_duration,
+            ttft=timer.first,
+            total=timer.elapsed(),
+        )
+
+    def embed(self, model: str, texts: list[str]) -> list[list[float]]:
+        vectors: list[list[float]] = self.service.embed(model, texts).embeddings
+        return vectors
 
     def close(self) -> None:
         self.service.shutdown()
 
 
+def _error_text(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("error", response.text))
+    except ValueError:
+        return response.text
+
+
 class HttpBackend:
-    """Send each case to a server's /api/chat or /api/generate (not streamed)."""
+    """Send each case to a server's /api/chat or /api/generate, streamed, so the time to
+    the first token is what a client of that server sees."""
 
     def __init__(self, host: str, timeout: float = 600.0) -> None:
         self.client = httpx.Client(base_url=host.rstrip("/"), timeout=timeout)
 
+    def _post(self, path: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        try:
+            with self.client.stream("POST", path, json=body) as response:
+                if response.status_code != 200:
+                    response.read()
+                    message = _error_text(response)
+                    raise ModelkitError(f"{path} answered {response.status_code}: {message}")
+                for line in response.iter_lines():
+                    if not line.strip():
+                        continue
+                    chunk: dict[str, Any] = json.loads(line)
+                    if "error" in chunk:
+                        raise ModelkitError(f"{path} failed mid-answer: {chunk['error']}")
+                    yield chunk
+        except httpx.HTTPError as err:
+            raise ModelkitError(f"cannot reach {self.client.base_url}: {err}") from err
+        except ValueError as err:
+            raise ModelkitError(f"{path} sent a line that is not JSON: {err}") from err
+
+    def warm(self, model: str, options: dict[str, Any]) -> None:
+        # Ollama loads a model on a generate request without a prompt.
+        for _ in self._post("/api/generate", {"model": model, "options": options}):
+            pass
+
     def run(self, model: str, case: Case, options: dict[str, Any]) -> Output:
-        body: dict[str, Any] = {"model": model, "stream": False, "options": options}
+        body: dict[str, Any] = {"model": model, "stream": True, "options": options}
         if case.format is not None:
             body["format"] = case.format
         messages = _messages(case)
         if messages is not None:
             body["messages"] = messages
+            if case.tools:
+                body["tools"] = case.tools
             path = "/api/chat"
         else:
             body["prompt"] = case.prompt or ""
             if case.system is not None:
                 body["system"] = case.system
+            if case.images:
+                body["images"] = list(case.images)
             path = "/api/generate"
+        timer = _Timer()
+        content: list[str] = []
+        thinking: list[str] = []
+        calls: list[ToolCallOut] = []
+        last: dict[str, Any] = {}
+        for chunk in self._post(path, body):
+            message = chunk.get("message") or {}
+            text = str(message.get("content") or chunk.get("response") or "")
+            thought = str(message.get("thinking") or chunk.get("thinking") or "")
+            new_calls = [
+                ToolCallOut(
+                    str(c.get("function", {}).get("name", "")),
+                    dict(c.get("function", {}).get("arguments") or {}),
+                )
+                for c in message.get("tool_calls") or []
+            ]
+            if text or thought or new_calls:
+                timer.saw_output()
+            content.append(text)
+            thinking.append(thought)
+            calls += new_calls
+            last = chunk
+        eval_ns = last.get("eval_duration")
+        return Output(
+            "".join(content),
+            str(last.get("done_reason", "")),
+            int(last.get("eval_count", 0)),
+            tool_calls=calls,
+            thinking="".join(thinking),
+            eval_duration=int(eval_ns) / 1e9 if eval_ns else None,
+            ttft=timer.first,
+            total=timer.elapsed(),
+        )
+
+    def embed(self, model: str, texts: list[str]) -> list[list[float]]:
         try:
-            response = self.client.post(path, json=body)
+            response = self.client.post("/api/embed", json={"model": model, "input": texts})
         except httpx.HTTPError as err:
             raise ModelkitError(f"cannot reach {self.client.base_url}: {err}") from err
         if response.status_code != 200:
-            try:
-                message = str(response.json().get("error", response.text))
-            except ValueError:
-                message = response.text
-            raise ModelkitError(f"{path} answered {response.status_code}: {message}")
-        data: dict[str, Any] = response.json()
-        content = (
-            str(data.get("message", {}).get("content", ""))
-            if messages is not None
-            else str(data.get("response", ""))
-        )
-        return Output(content, str(data.get("done_reason", "")), int(data.get("eval_count", 0)))
+            raise ModelkitError(
+                f"/api/embed answered {response.status_code}: {_error_text(response)}"
+            )
+        vectors: list[list[float]] = response.json()["embeddings"]
+        return vectors
 
     def close(self) -> None:
         self.client.close()
@@ -201,9 +333,27 @@ def run_case(backend: Backend, model: str, case: Case, options: dict[str, Any]) 
     except ModelkitError as err:
         return CaseResult(case.name, "error", time.perf_counter() - start, error=str(err))
     duration = time.perf_counter() - start
-    failures = [f for f in (check(a, output) for a in case.asserts) if f is not None]
-    return CaseResult(case.name, "fail" if failures else "pass", duration, output.content, failures)
+
+    def embed(texts: list[str], embedding_model: str | None) -> list[list[float]]:
+        try:
+            return backend.embed(embedding_model or model, texts)
+        except ModelkitError as err:
+            raise ValueError(str(err)) from err
+
+    failures = [f for f in (check(a, output, embed) for a in case.asserts) if f is not None]
+    status = "fail" if failures else "pass"
+    return CaseResult(case.name, status, duration, output.content, failures, measured=output)
 
 
-def run_spec(spec: TestSpec, backend: Backend, model: str, cases: list[Case]) -> list[CaseResult]:
-    return [run_case(backend, model, case, spec.options) for case in cases]
+def run_spec(
+    spec: TestSpec, backend: Backend, model: str, cases: list[Case], jobs: int = 1
+) -> list[CaseResult]:
+    """Each case's result, in the cases' order; ``jobs`` > 1 runs that many at once (latency
+    budgets then include the wait for a slot). The model is loaded first, so the first
+    case's time to first token does not include loading it."""
+    with contextlib.suppress(ModelkitError):  # each case then reports the error itself
+        backend.warm(model, spec.options)
+    if jobs <= 1:
+        return [run_case(backend, model, case, spec.options) for case in cases]
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="modelkit-test") as pool:
+        return list(pool.map(lambda case: run_case(backend, model, case, spec.options), cases))

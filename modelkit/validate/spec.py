@@ -5,6 +5,9 @@ Errors carry the line of the offending node (``SPEC:line: message``)."""
 
 from __future__ import annotations
 
+import base64
+import csv
+import io
 import json
 import re
 from dataclasses import dataclass, field
@@ -24,6 +27,11 @@ ASSERTION_KINDS = (
     "json_schema",
     "max_tokens",
     "stops_with",
+    "tool_call",
+    "similar",
+    "max_ttft_ms",
+    "max_total_ms",
+    "min_tokens_per_s",
 )
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
@@ -64,6 +72,9 @@ class Case:
     system: str | None = None
     format: Any = None
     options: dict[str, Any] = field(default_factory=dict)
+    tools: list[dict[str, Any]] | None = None
+    images: list[str] = field(default_factory=list)
+    """Base64 images, sent with the user's (last) message or the prompt."""
 
 
 @dataclass
@@ -110,6 +121,8 @@ def _error_message(error: Any) -> str:
         keys = [k for branch in error.validator_value for k in branch.get("required", [])]
         message = f"needs exactly one of: {', '.join(keys)}"
         return f"{where}: {message}" if where else message
+    if error.validator == "not" and not where:
+        return "give model or modelfile, not both"
     return f"{where}: {error.message}" if where else str(error.message)
 
 
@@ -121,12 +134,18 @@ def expand(text: str, values: dict[str, Any]) -> str:
 
 
 def _expand_value(value: Any, values: dict[str, Any]) -> Any:
+    """Placeholders expanded in every string of ``value`` (a tool_call's argument schema may
+    say ``const: "{city}"``)."""
     if isinstance(value, str):
         return expand(value, values)
+    if isinstance(value, list):
+        return [_expand_value(v, values) for v in value]
+    if isinstance(value, dict):
+        return {k: _expand_value(v, values) for k, v in value.items()}
     return value
 
 
-def _case(raw: dict[str, Any], values: dict[str, Any] | None, name: str) -> Case:
+def _case(raw: dict[str, Any], values: dict[str, Any] | None, name: str, images: list[str]) -> Case:
     vals = values or {}
     asserts = []
     for item in raw.get("assert", []):
@@ -145,7 +164,96 @@ def _case(raw: dict[str, Any], values: dict[str, Any] | None, name: str) -> Case
         system=expand(system, vals) if system is not None else None,
         format=raw.get("format"),
         options=dict(raw.get("options") or {}),
+        tools=raw.get("tools"),
+        images=images,
     )
+
+
+def _read_table(path: Path) -> list[dict[str, Any]]:
+    """Rows of a parametrize table: CSV with a header row, JSON Lines, or a JSON/YAML list
+    of objects. Raises ValueError with what is wrong."""
+    text = path.read_text(encoding="utf-8")
+    suffix = path.suffix.lower()
+    rows: Any
+    if suffix == ".csv":
+        rows = list(csv.DictReader(io.StringIO(text)))
+    elif suffix == ".jsonl":
+        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    elif suffix in (".json", ".yaml", ".yml"):
+        rows = yaml.safe_load(text)
+    else:
+        raise ValueError("a table is .csv, .jsonl, .json, .yaml or .yml")
+    if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
+        raise ValueError("a table must hold at least one row, each an object of named values")
+    return rows
+
+
+def _case_name(base: str, index: int, values: dict[str, Any]) -> str:
+    ident = values.get("id")
+    return f"{base}[{ident}]" if ident is not None else f"{base}[{index}]"
+
+
+def _load_image(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+@dataclass
+class _Reader:
+    """Turns validated spec data into cases; collects problems with their YAML lines."""
+
+    path: Path
+    root: Any
+    problems: list[SpecProblem] = field(default_factory=list)
+
+    def problem(self, where: list[str | int], message: str) -> None:
+        self.problems.append(SpecProblem(_line_of(self.root, where), message))
+
+    def check_regexes(self, index: int, raw: dict[str, Any]) -> None:
+        for position, item in enumerate(raw.get("assert", [])):
+            if "regex" in item:
+                try:
+                    re.compile(item["regex"])
+                except re.error as err:
+                    where: list[str | int] = ["cases", index, "assert", position, "regex"]
+                    self.problem(where, f"invalid regex {item['regex']!r}: {err}")
+
+    def table(self, index: int, params: dict[str, Any]) -> list[dict[str, Any]]:
+        if "vars" in params:
+            return list(params["vars"])
+        table = self.path.parent / params["file"]
+        try:
+            return _read_table(table)
+        except (OSError, ValueError, yaml.YAMLError) as err:
+            reason = err.strerror if isinstance(err, OSError) else str(err)
+            self.problem(["cases", index, "parametrize", "file"], f"cannot read {table}: {reason}")
+            return []
+
+    def images(self, index: int, raw: dict[str, Any]) -> list[str]:
+        loaded = []
+        for position, name in enumerate(raw.get("images", [])):
+            image = self.path.parent / name
+            try:
+                loaded.append(_load_image(image))
+            except OSError as err:
+                where: list[str | int] = ["cases", index, "images", position]
+                self.problem(where, f"cannot read image {image}: {err.strerror}")
+        return loaded
+
+    def cases(self, data: dict[str, Any]) -> list[Case]:
+        cases: list[Case] = []
+        for index, raw in enumerate(data["cases"]):
+            self.check_regexes(index, raw)
+            images = self.images(index, raw)
+            params = raw.get("parametrize")
+            if not params:
+                cases.append(_case(raw, None, raw["name"], images))
+                continue
+            for i, values in enumerate(self.table(index, params)):
+                cases.append(_case(raw, values, _case_name(raw["name"], i, values), images))
+        names = [c.name for c in cases]
+        for duplicate in sorted({n for n in names if names.count(n) > 1}):
+            self.problem([], f"duplicate case name: {duplicate}")
+        return cases
 
 
 def parse_spec(text: str, path: Path) -> TestSpec:
@@ -164,29 +272,12 @@ def parse_spec(text: str, path: Path) -> TestSpec:
     problems = [
         SpecProblem(_line_of(root, list(e.absolute_path)), _error_message(e)) for e in errors
     ]
-    for index, raw in enumerate(data.get("cases", []) if not problems else []):
-        for position, item in enumerate(raw.get("assert", [])):
-            if "regex" in item:
-                try:
-                    re.compile(item["regex"])
-                except re.error as err:
-                    line = _line_of(root, ["cases", index, "assert", position, "regex"])
-                    problems.append(SpecProblem(line, f"invalid regex {item['regex']!r}: {err}"))
     if problems:
-        problems.sort(key=lambda p: p.line)
-        raise SpecError(path, problems)
-    cases: list[Case] = []
-    for raw in data["cases"]:
-        params = raw.get("parametrize")
-        if params:
-            for i, values in enumerate(params["vars"]):
-                cases.append(_case(raw, values, f"{raw['name']}[{i}]"))
-        else:
-            cases.append(_case(raw, None, raw["name"]))
-    names = [c.name for c in cases]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise SpecError(path, [SpecProblem(1, f"duplicate case name: {n}") for n in duplicates])
+        raise SpecError(path, sorted(problems, key=lambda p: p.line))
+    reader = _Reader(path, root)
+    cases = reader.cases(data)
+    if reader.problems:
+        raise SpecError(path, sorted(reader.problems, key=lambda p: p.line))
     modelfile = data.get("modelfile")
     return TestSpec(
         path=path,

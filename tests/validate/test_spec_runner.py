@@ -169,7 +169,31 @@ cases:
             "'many' is not of type 'integer'",
         ),
         ("model: m\ncases:\n  - name: a\n    assert: []\n", 3, "cases.0: needs exactly one of"),
-        ("cases:\n  - name: a\n    prompt: p\n    assert: []\n", 1, "one of: model, modelfile"),
+        (
+            "model: m\nmodelfile: M\ncases:\n  - name: a\n    prompt: p\n    assert: []\n",
+            1,
+            "give model or modelfile, not both",
+        ),
+        (
+            "cases:\n  - name: a\n    prompt: p\n    assert:\n      - similar: {to: x, min: 2}\n",
+            5,
+            "cases.0.assert.0.similar.min: 2 is greater than the maximum of 1",
+        ),
+        (
+            "cases:\n  - name: a\n    prompt: p\n    assert:\n      - tool_call: {args: {}}\n",
+            5,
+            "'name' is a required property",
+        ),
+        (
+            "cases:\n  - name: a\n    prompt: p\n    parametrize: {file: t.csv}\n    assert: []\n",
+            4,
+            "cannot read",
+        ),
+        (
+            "cases:\n  - name: a\n    prompt: p\n    images: [nope.png]\n    assert: []\n",
+            4,
+            "cannot read image",
+        ),
         (
             "model: m\ncases:\n  - name: a\n    prompt: p\n    assert:\n      - regex: '('\n",
             6,
