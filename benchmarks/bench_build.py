@@ -20,7 +20,8 @@ Steps (see benchmarks/README.md):
 * first build             fresh store and build cache: hash + copy the GGUF, write the layers
 * rebuild, PARAMETER      same store, only a PARAMETER value changed (a new value every run)
 * rebuild, no change      same store, same Modelfile
-* CLI rebuild, PARAMETER  ``python -m modelkit build -q`` in a new process (start-up included)
+* CLI rebuild, PARAMETER  ``python -m modelkit build -q`` in a new process (start-up included),
+                          with ``--no-check`` and with the default smoke check
 * tiny GGUF rebuild       the PARAMETER rebuild again on a ~0.4 MB GGUF, to show the rebuild
                           time does not depend on the model size
 
@@ -255,17 +256,27 @@ def run(gguf: Path, repeat: int, work: Path, with_cli: bool) -> list[Row]:
         env = {**os.environ, "OLLAMA_MODELS": str(store_root)}
         cmd = [sys.executable, "-m", "modelkit", "build", "-q", "-f", str(modelfile)]
         cmd += ["-t", MODEL_NAME]
-        cli_runs = []
-        for _ in range(repeat):
-            t = next(temps)
-            write_modelfile(modelfile, gguf, t)
-            start = time.perf_counter()
-            subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
-            cli_runs.append(time.perf_counter() - start)
-            store = Store(store_root)
-            stored = store.read_manifest(store.resolve_name(ModelName.parse(MODEL_NAME)))
-            check_params(store, stored.manifest.layers, t)
-        step("CLI rebuild, PARAMETER changed (new process)", cli_runs)
+        for extra, label in (
+            (["--no-check"], "CLI rebuild, PARAMETER changed (new process, --no-check)"),
+            ([], "CLI rebuild, PARAMETER changed (new process, smoke check: load + 4 tokens)"),
+        ):
+            cli_runs = []
+            for _ in range(repeat):
+                t = next(temps)
+                write_modelfile(modelfile, gguf, t)
+                start = time.perf_counter()
+                subprocess.run(
+                    cmd + extra,
+                    check=True,
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                cli_runs.append(time.perf_counter() - start)
+                store = Store(store_root)
+                stored = store.read_manifest(store.resolve_name(ModelName.parse(MODEL_NAME)))
+                check_params(store, stored.manifest.layers, t)
+            step(label, cli_runs)
 
     # The same PARAMETER rebuild on a ~0.4 MB GGUF: the time should not depend on size.
     tiny = write_tiny_gguf(work / "tiny.gguf")

@@ -75,6 +75,11 @@ def describe_smoke(result: SmokeResult) -> str:
         return f"smoke check skipped: {result.skipped}"
     if result.cached:
         return "smoke check: passed before for this exact model"
+    if result.embedding:
+        return (
+            f"smoke check passed: loaded and embedded a text in {result.load_seconds:.2f}s"
+            f" ({result.embedding} dimensions)"
+        )
     return (
         f"smoke check passed: loaded and answered in {result.load_seconds:.2f}s"
         f" ({result.prompt_tokens} prompt tokens, {result.generated} generated:"

@@ -15,7 +15,7 @@ from typing import Any
 
 from modelkit.config import Settings
 from modelkit.errors import CheckError, ModelkitError
-from modelkit.store import Store, StoredManifest, view_stored
+from modelkit.store import ModelView, Store, StoredManifest, read_gguf_info, view_stored
 from modelkit.validate.runner import CaseResult, InProcessBackend, run_spec
 from modelkit.validate.spec import TestSpec
 
@@ -36,6 +36,8 @@ class SmokeResult:
     cached: bool = False
     skipped: str = ""
     """Why the check did not run (no llama.cpp runtime installed), else empty."""
+    embedding: int = 0
+    """For an embedding model (checked by embedding a text): the vector's length."""
 
 
 def runtime_version() -> str | None:
@@ -80,6 +82,29 @@ class PassedChecks:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+def is_embedding_model(store: Store, view: ModelView) -> bool:
+    """Whether the weights declare a pooling type: Ollama then gives the model the
+    ``embedding`` capability instead of ``completion``."""
+    if view.model is None:
+        return False
+    try:
+        info = read_gguf_info(store.blob_path(view.model.digest))
+    except (OSError, ModelkitError):
+        return False  # loading it reports the problem
+    return f"{info.architecture}.pooling_type" in info.metadata
+
+
+def _smoke_embedding(service: Any, model: str) -> SmokeResult:
+    started = time.perf_counter()
+    result = service.embed(model, [SMOKE_MESSAGES[1]["content"]])
+    if not result.embeddings or not result.embeddings[0]:
+        raise CheckError("the embedding model returned no vector")
+    seconds = time.perf_counter() - started
+    return SmokeResult(
+        seconds, result.prompt_eval_count, 0, "", embedding=len(result.embeddings[0])
+    )
 
 
 def _smoke(service: Any, model: str) -> SmokeResult:
@@ -150,8 +175,9 @@ class BuildCheck:
         model = view.name.display
         try:
             if run_smoke:
+                smoke = _smoke_embedding if is_embedding_model(store, view) else _smoke
                 try:
-                    self._tell(_smoke(service, model))
+                    self._tell(smoke(service, model))
                 except ModelkitError as err:
                     raise CheckError(
                         f"smoke check failed, so {model} was not tagged: {err}"

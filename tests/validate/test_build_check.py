@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+import gguf
 import pytest
 from click.testing import CliRunner
 
@@ -156,3 +158,17 @@ def test_invalid_spec_fails_before_building(project: Path, ollama_models: Path) 
     assert code == 1
     assert f"{project / 'bad.yaml'}:1: cases: [] should be non-empty" in err
     assert not (ollama_models / "blobs").exists() or not list((ollama_models / "blobs").iterdir())
+
+
+def test_embedding_model_is_checked_by_embedding(
+    project: Path, tiny_gguf_factory: Callable[..., Path], ollama_models: Path
+) -> None:
+    # A pooling type in the GGUF makes it an embedding model (Ollama's rule): no chat.
+    weights = tiny_gguf_factory(
+        "embed.gguf", extra_metadata={"llama.pooling_type": (1, gguf.GGUFValueType.UINT32)}
+    )
+    (project / "Modelfile").write_text(f"FROM {weights}\nPARAMETER num_ctx 128\n", encoding="utf-8")
+    code, _, err = run("build", "-f", str(project / "Modelfile"), "-t", "embedder")
+    assert code == 0, err
+    assert "smoke check passed: loaded and embedded a text" in err and "(64 dimensions)" in err
+    assert tagged(ollama_models, "embedder") is not None

@@ -289,3 +289,14 @@ cases:
     assert [c["status"] for c in cases] == ["pass", "fail"], out
     assert cases[0]["metrics"]["ttft_ms"] > 0 and cases[0]["metrics"]["tokens_per_s"] > 0
     assert "(embedding) is below 1.00" in cases[1]["failures"][0]["message"]
+
+
+def test_readme_spec_example_is_valid(tmp_path: Path) -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Testing models", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "capitals.csv").write_text("country,city\nFrance,Paris\n", encoding="utf-8")
+    spec = parse_spec(example, tmp_path / "modeltest.yaml")
+    assert [c.name for c in spec.cases] == ["capital[0]", "weather"]
+    kinds = [a.kind for c in spec.cases for a in c.asserts]
+    assert {"tool_call", "similar", "max_ttft_ms", "min_tokens_per_s"} <= set(kinds)
