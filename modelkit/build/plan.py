@@ -55,6 +55,10 @@ class BuildPlan:
         return sum(layer.size for layer in self.layers if layer.status == "new")
 
 
+class LocatedBuildError(BuildError):
+    """A BuildError already prefixed with the Modelfile line it comes from."""
+
+
 class Planner:
     """Builds a ``BuildPlan`` for one Modelfile against one store."""
 
@@ -62,6 +66,7 @@ class Planner:
         self.store = store
         self.cache = cache
         self.sources = sources if sources is not None else default_sources(store)
+        self._source = ""
 
     # -- FROM -------------------------------------------------------------------------------
 
@@ -84,10 +89,28 @@ class Planner:
     def _located(self, line: int, action: Any) -> Any:
         try:
             return action()
-        except BuildError as err:
-            if line and not str(err).startswith("line "):
-                raise BuildError(f"line {line}: {err}") from None
+        except LocatedBuildError:
             raise
+        except BuildError as err:
+            if line:
+                raise LocatedBuildError(
+                    self._where(line) + str(err) + self._show_line(line)
+                ) from None
+            raise
+
+    def _where(self, line: int) -> str:
+        # ``path:line:`` like a Modelfile syntax error when the Modelfile is a file
+        # (``/api/create`` bodies have no path).
+        return f"{self._source}:{line}: " if self._source else f"line {line}: "
+
+    def _show_line(self, line: int) -> str:
+        if not self._source:
+            return ""
+        try:
+            text = Path(self._source).read_text(encoding="utf-8", errors="replace")
+            return "\n    " + text.splitlines()[line - 1]
+        except (OSError, IndexError):
+            return ""
 
     # -- file layers ------------------------------------------------------------------------
 
@@ -151,6 +174,7 @@ class Planner:
     def plan(self, spec: BuildSpec | Modelfile) -> BuildPlan:
         if isinstance(spec, Modelfile):
             spec = spec_from_modelfile(spec)
+        self._source = spec.source
         base = self.resolve_base(spec)
         if base.parent is not None:
             layers = self.inherited_layers(base)

@@ -44,6 +44,8 @@ class BuildSpec:
     requires: str | None = None
     renderer: str | None = None
     parser: str | None = None
+    source: str = ""
+    """The Modelfile's path, for error messages (empty when it is not a file)."""
 
 
 def modelfile_dir(modelfile: Modelfile) -> Path:
@@ -75,4 +77,5 @@ def spec_from_modelfile(modelfile: Modelfile) -> BuildSpec:
         requires=modelfile.requires,
         renderer=modelfile.renderer,
         parser=modelfile.parser,
+        source="" if modelfile.path.startswith("<") else modelfile.path,
     )
