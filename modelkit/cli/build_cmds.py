@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -14,6 +14,7 @@ from rich.console import Console
 from modelkit.build import BuildCache, BuildPlan, CheckFn, execute_build, plan_build
 from modelkit.build.sources import PullOptions, WouldPull, default_sources
 from modelkit.cli.humanize import human_bytes, table
+from modelkit.cli.options import jobs_option
 from modelkit.cli.progress import byte_progress, registry_progress
 from modelkit.config import Settings
 from modelkit.modelfile import parse_file
@@ -120,25 +121,27 @@ def build_check(
 
 
 def run_build(
-    modelfile_path: str,
+    modelfile: str,
     tag: str,
-    dry_run: bool,
-    quiet: bool,
     *,
+    dry_run: bool = False,
+    quiet: bool = False,
     pull: bool = False,
     insecure: bool = False,
-    smoke: bool = True,
+    no_check: bool = False,
     test_spec: str | None = None,
     jobs: int = 1,
 ) -> None:
     """Build ``tag``. A FROM name missing locally is pulled from its registry (``pull``: also
     one present locally); a dry run only checks that the registry has it. Before the tag is
-    written the model is smoke-checked (unless not ``smoke``) and ``test_spec`` run."""
+    written the model is smoke-checked (unless ``no_check``) and ``test_spec`` run."""
     settings = Settings.from_env()
     err = Console(stderr=True)
-    check = build_check(settings, err, smoke=smoke, test_spec=test_spec, jobs=jobs, quiet=quiet)
-    modelfile = parse_file(modelfile_path)
-    for warning in modelfile.warnings:
+    check = build_check(
+        settings, err, smoke=not no_check, test_spec=test_spec, jobs=jobs, quiet=quiet
+    )
+    parsed = parse_file(modelfile)
+    for warning in parsed.warnings:
         click.echo(f"warning: {warning.message}", err=True)
     name = ModelName.parse(tag)
     store = Store(settings.models)
@@ -155,7 +158,7 @@ def run_build(
             progress=show,
         )
         try:
-            plan = plan_build(modelfile, store, cache, default_sources(store, pull=options))
+            plan = plan_build(parsed, store, cache, default_sources(store, pull=options))
         except WouldPull as would:
             click.echo(format_would_pull(would, name))
             return
@@ -185,102 +188,54 @@ MODELFILE_OPTION = click.option(
     help="The Modelfile to build (relative FROM/ADAPTER paths resolve against its folder).",
 )
 
-
-def check_options(command: Callable[..., None]) -> Callable[..., None]:
-    """``--no-check``, ``--test SPEC`` and ``--jobs``, shared by build and create."""
-    command = click.option(
-        "-j",
-        "--jobs",
-        default=1,
-        show_default=True,
-        type=click.IntRange(min=1),
-        help="--test cases to run at once.",
-    )(command)
-    command = click.option(
+# The options ``build`` and ``create`` share; their names are run_build's parameters.
+BUILD_OPTIONS = [
+    MODELFILE_OPTION,
+    click.option("--dry-run", is_flag=True, help="Print the plan (cached and new layers) only."),
+    click.option("-q", "--quiet", is_flag=True, help="No progress output."),
+    click.option(
+        "--pull", is_flag=True, help="Pull a FROM model from its registry even when it is local."
+    ),
+    click.option("--insecure", is_flag=True, help="Use plain HTTP for a non-loopback registry."),
+    click.option(
+        "--no-check",
+        is_flag=True,
+        help="Skip the smoke check (load, render the template, generate a few tokens).",
+    ),
+    click.option(
         "--test",
         "test_spec",
         type=click.Path(dir_okay=False),
         help="Run this test spec on the model before tagging it; a failing case fails the build.",
-    )(command)
-    return click.option(
-        "--no-check",
-        is_flag=True,
-        help="Skip the smoke check (load, render the template, generate a few tokens).",
-    )(command)
+    ),
+    jobs_option("--test cases to run at once."),
+]
+
+
+def build_options(command: Callable[..., None]) -> Callable[..., None]:
+    for option in reversed(BUILD_OPTIONS):
+        command = option(command)
+    return command
 
 
 @click.command()
-@MODELFILE_OPTION
 @click.option("-t", "--tag", required=True, help="The model name, e.g. mymodel:latest.")
-@click.option("--dry-run", is_flag=True, help="Print the plan (cached and new layers) only.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
-@click.option(
-    "--pull", is_flag=True, help="Pull a FROM model from its registry even when it is local."
-)
-@click.option("--insecure", is_flag=True, help="Use plain HTTP for a non-loopback registry.")
-@check_options
-def build(
-    modelfile: str,
-    tag: str,
-    dry_run: bool,
-    quiet: bool,
-    pull: bool,
-    insecure: bool,
-    no_check: bool,
-    test_spec: str | None,
-    jobs: int,
-) -> None:
+@build_options
+def build(tag: str, modelfile: str, **options: Any) -> None:
     """Build a model from a Modelfile into the store (a FROM name missing locally is pulled).
 
     Before the tag is written the model must pass a smoke check (it loads, its template
     renders a system and a user message, it generates a few tokens) and, with --test, every
     case of a test spec; otherwise the build fails and no tag is written."""
-    run_build(
-        modelfile,
-        tag,
-        dry_run,
-        quiet,
-        pull=pull,
-        insecure=insecure,
-        smoke=not no_check,
-        test_spec=test_spec,
-        jobs=jobs,
-    )
+    run_build(modelfile, tag, **options)
 
 
 @click.command()
 @click.argument("name")
-@MODELFILE_OPTION
-@click.option("--dry-run", is_flag=True, help="Print the plan only.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
-@click.option(
-    "--pull", is_flag=True, help="Pull a FROM model from its registry even when it is local."
-)
-@click.option("--insecure", is_flag=True, help="Use plain HTTP for a non-loopback registry.")
-@check_options
-def create(
-    name: str,
-    modelfile: str,
-    dry_run: bool,
-    quiet: bool,
-    pull: bool,
-    insecure: bool,
-    no_check: bool,
-    test_spec: str | None,
-    jobs: int,
-) -> None:
+@build_options
+def create(name: str, modelfile: str, **options: Any) -> None:
     """Create a model from a Modelfile (Ollama's spelling of build; checked the same way)."""
-    run_build(
-        modelfile,
-        name,
-        dry_run,
-        quiet,
-        pull=pull,
-        insecure=insecure,
-        smoke=not no_check,
-        test_spec=test_spec,
-        jobs=jobs,
-    )
+    run_build(modelfile, name, **options)
 
 
 @click.command()

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from modelkit.cli.options import jobs_option
 from modelkit.config import Settings
 from modelkit.errors import ModelkitError
 from modelkit.validate.reports import summary, write_json, write_junit
@@ -21,14 +22,7 @@ from modelkit.validate.spec import SpecError, load_spec
 @click.option("--junit", "junit", type=click.Path(dir_okay=False), help="Write JUnit XML here.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write JSON here.")
 @click.option("-k", "keyword", help="Only cases whose names match (and/or/not of substrings).")
-@click.option(
-    "-j",
-    "--jobs",
-    default=1,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Cases to run at once (in process: as many parallel slots).",
-)
+@jobs_option("Cases to run at once (in process: as many parallel slots).")
 @click.pass_context
 def test(
     ctx: click.Context,
