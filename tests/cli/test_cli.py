@@ -9,9 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from modelkit.cli.main import cli
+from fixtures.cli import run_cli as run
 from modelkit.names import ModelName
 from modelkit.store import Store, view_model
 
@@ -31,11 +30,6 @@ def project(tmp_path: Path, tiny_gguf: Path) -> Path:
         encoding="utf-8",
     )
     return folder
-
-
-def run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
 
 
 def test_build_list_show_cp_rm(ollama_models: Path, project: Path) -> None:

@@ -6,19 +6,12 @@ import json
 import shutil
 from pathlib import Path
 
-from click.testing import CliRunner
-
-from modelkit.cli.main import cli
+from fixtures.cli import run_cli as run
 
 CHATML = (
     "{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}"
     "<|im_start|>assistant\n"
 )
-
-
-def run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
 
 
 def test_render_from_model_includes_system_and_messages(

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import gguf
 import pytest
-from click.testing import CliRunner
 
-from modelkit.cli.main import cli
+from fixtures.cli import run_cli as run
 from modelkit.names import ModelName
 from modelkit.store import Store
 
@@ -38,11 +37,6 @@ cases:
     assert:
       - contains: "IMPOSSIBLE-zz-9f3b"
 """
-
-
-def run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
 
 
 def tagged(models: Path, name: str) -> str | None:

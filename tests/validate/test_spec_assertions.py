@@ -7,30 +7,15 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
+from fixtures.cli import run_cli as run
 from fixtures.server import running_server
-from modelkit.cli.main import cli
 from modelkit.validate.assertions import Output, ToolCallOut, check
 from modelkit.validate.runner import _messages
 from modelkit.validate.similarity import cosine, rouge_l, token_f1
 from modelkit.validate.spec import Assertion, parse_spec
 
-MODELFILE = "FROM {gguf}\nPARAMETER num_predict 8\nPARAMETER num_ctx 256\nPARAMETER num_thread 1\n"
 WEATHER = {"type": "object", "required": ["city"], "properties": {"city": {"const": "Paris"}}}
-
-
-def run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
-
-
-@pytest.fixture
-def project(tmp_path: Path, tiny_gguf: Path, ollama_models: Path) -> Path:
-    folder = tmp_path / "project"
-    folder.mkdir()
-    (folder / "Modelfile").write_text(MODELFILE.format(gguf=tiny_gguf), encoding="utf-8")
-    return folder
 
 
 # -- tool calls ----------------------------------------------------------------------------

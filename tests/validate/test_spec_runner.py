@@ -7,15 +7,12 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
+from fixtures.cli import run_cli as run
 from fixtures.server import running_server
-from modelkit.cli.main import cli
 from modelkit.validate.assertions import Output, check
 from modelkit.validate.runner import select
 from modelkit.validate.spec import Assertion, SpecError, parse_spec
-
-MODELFILE = "FROM {gguf}\nPARAMETER num_predict 8\nPARAMETER num_ctx 256\nPARAMETER num_thread 1\n"
 
 PASSING = """\
 modelfile: Modelfile
@@ -33,19 +30,6 @@ cases:
       - max_tokens: 8
       - not_contains: "IMPOSSIBLE-zz-9f3b"
 """
-
-
-def run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
-
-
-@pytest.fixture
-def project(tmp_path: Path, tiny_gguf: Path, ollama_models: Path) -> Path:
-    folder = tmp_path / "project"
-    folder.mkdir()
-    (folder / "Modelfile").write_text(MODELFILE.format(gguf=tiny_gguf), encoding="utf-8")
-    return folder
 
 
 def test_passing_spec_writes_junit_and_json(project: Path) -> None:
