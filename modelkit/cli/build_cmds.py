@@ -22,13 +22,11 @@ from modelkit.names import ModelName
 from modelkit.store import Store
 from modelkit.validate.buildcheck import BuildCheck, SmokeResult
 from modelkit.validate.lint import lint_text
-from modelkit.validate.reports import summary
-from modelkit.validate.runner import CaseResult
-from modelkit.validate.spec import SpecError, load_spec
-
-if TYPE_CHECKING:  # importing the registry stack only to name a type costs ~0.2 s
-    from modelkit.registry import ProgressFn
 from modelkit.validate.sarif import to_sarif
+
+if TYPE_CHECKING:  # importing these only to name types costs ~0.3 s
+    from modelkit.registry import ProgressFn
+    from modelkit.validate.runner import CaseResult
 
 
 def _short_media_type(media_type: str) -> str:
@@ -100,6 +98,9 @@ def build_check(
     """The check to run before the tag is written, or None (``--no-check`` and no spec)."""
     spec = None
     if test_spec is not None:
+        # Only now: the spec reader and runner pull in jsonschema and httpx (~0.15 s).
+        from modelkit.validate.spec import SpecError, load_spec
+
         try:
             spec = load_spec(Path(test_spec))
         except SpecError as err:
@@ -113,6 +114,8 @@ def build_check(
             console.print(describe_smoke(result), markup=False, highlight=False, soft_wrap=True)
 
     def on_spec(model: str, results: list[CaseResult]) -> None:
+        from modelkit.validate.reports import summary
+
         console.print(summary(results, model), markup=False, highlight=False, soft_wrap=True)
 
     return BuildCheck(

@@ -11,13 +11,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelkit.config import Settings
 from modelkit.errors import CheckError, ModelkitError
 from modelkit.store import ModelView, Store, StoredManifest, read_gguf_info, view_stored
-from modelkit.validate.runner import CaseResult, InProcessBackend, run_spec
-from modelkit.validate.spec import TestSpec
+
+if TYPE_CHECKING:  # the spec runner (jsonschema, httpx) loads only when --test needs it
+    from modelkit.validate.runner import CaseResult
+    from modelkit.validate.spec import TestSpec
 
 SMOKE_MESSAGES = [
     {"role": "system", "content": "You are a helpful assistant."},
@@ -189,6 +191,8 @@ class BuildCheck:
             service.shutdown()
 
     def _run_spec(self, service: Any, model: str) -> None:
+        from modelkit.validate.runner import InProcessBackend, run_spec
+
         assert self.spec is not None
         backend = InProcessBackend(self.settings, service=service)
         results = run_spec(self.spec, backend, model, self.spec.cases, self.jobs)
