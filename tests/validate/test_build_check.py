@@ -7,13 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import gguf
-import pytest
 
 from fixtures.cli import run_cli as run
 from modelkit.names import ModelName
 from modelkit.store import Store
-
-BASE = "FROM {gguf}\nPARAMETER num_ctx 256\nPARAMETER num_thread 1\n"
 
 PASSING_SPEC = """\
 cases:
@@ -24,19 +21,16 @@ cases:
       - max_tokens: 4
 """
 
-FAILING_SPEC = """\
-cases:
-  - name: short
-    prompt: Say hello
-    options: {num_predict: 4}
-    assert:
-      - max_tokens: 4
+FAILING_SPEC = (
+    PASSING_SPEC
+    + """\
   - name: impossible
     prompt: Say hello
     options: {num_predict: 4}
     assert:
       - contains: "IMPOSSIBLE-zz-9f3b"
 """
+)
 
 
 def tagged(models: Path, name: str) -> str | None:
@@ -46,14 +40,6 @@ def tagged(models: Path, name: str) -> str | None:
         if stored.name == store.resolve_name(ModelName.parse(name)):
             return stored.digest
     return None
-
-
-@pytest.fixture
-def project(tmp_path: Path, tiny_gguf: Path, ollama_models: Path) -> Path:
-    folder = tmp_path / "project"
-    folder.mkdir()
-    (folder / "Modelfile").write_text(BASE.format(gguf=tiny_gguf), encoding="utf-8")
-    return folder
 
 
 def test_smoke_check_runs_once_per_model(project: Path, ollama_models: Path) -> None:
