@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -12,7 +13,12 @@ from modelkit.errors import ModelkitError
 from modelkit.validate.reports import summary, write_json, write_junit
 from modelkit.validate.runner import Backend, HttpBackend, InProcessBackend, build_model, run_spec
 from modelkit.validate.runner import select as select_cases
-from modelkit.validate.spec import SpecError, load_spec
+from modelkit.validate.spec import SpecError, load_schema, load_spec
+
+
+def print_schema(ctx: click.Context) -> None:
+    click.echo(json.dumps(load_schema(), indent=2))
+    ctx.exit(0)
 
 
 @click.command(name="test")
@@ -23,6 +29,14 @@ from modelkit.validate.spec import SpecError, load_spec
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write JSON here.")
 @click.option("-k", "keyword", help="Only cases whose names match (and/or/not of substrings).")
 @jobs_option("Cases to run at once (in process: as many parallel slots).")
+@click.option(
+    "--schema",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=lambda ctx, _param, value: print_schema(ctx) if value else None,
+    help="Print the spec's JSON schema (for editors) and exit.",
+)
 @click.pass_context
 def test(
     ctx: click.Context,

@@ -234,3 +234,11 @@ def test_unknown_model_is_an_error_case(tmp_path: Path, ollama_models: Path) -> 
     assert "ERROR  a" in out and "no-such-model" in out
     suite = ET.parse(junit).getroot()
     assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("1", "0", "1")
+
+
+def test_schema_flag_prints_the_shipped_schema() -> None:
+    code, out, _ = run("test", "--schema")
+    assert code == 0
+    schema = json.loads(out)
+    assert schema["title"] == "modelkit test spec"
+    assert "tool_call" in schema["$defs"]["assertion"]["properties"]
