@@ -3,7 +3,8 @@
 Public API (import from ``modelkit.registry``):
 
 - :func:`pull` — ``pull(store, name, *, insecure=False, progress=None, prune=True,
-  client=None) -> StoredManifest``;
+  client=None, retry=Retry()) -> StoredManifest``; an interrupted part or blob is retried
+  (:class:`Retry`: 6 tries, 1 s doubling), each try resuming where the last one stopped;
 - :func:`push` — ``push(store, name, *, insecure=False, progress=None, chunk_size=…,
   client=None) -> dict[digest, "exists" | "mounted" | "uploaded"]``;
 - :class:`RegistryClient` — the HTTP client (``RegistryClient.for_name(name, insecure=…,
@@ -17,7 +18,7 @@ Public API (import from ``modelkit.registry``):
 
 from modelkit.registry.auth import Challenge, docker_credentials, parse_challenge
 from modelkit.registry.client import RegistryClient, base_url, repository
-from modelkit.registry.pull import ProgressFn, partial_path, pull
+from modelkit.registry.pull import ProgressFn, Retry, partial_path, pull
 from modelkit.registry.push import DEFAULT_CHUNK_SIZE, push
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "Challenge",
     "ProgressFn",
     "RegistryClient",
+    "Retry",
     "base_url",
     "docker_credentials",
     "parse_challenge",

@@ -9,7 +9,9 @@ next pull continues it with ``Range``. A blob larger than the range threshold
 :data:`MAX_PARTS` parallel ``Range: bytes=start-end`` parts into the partial file pre-sized to
 the blob's size; each part's progress is kept in ``<partial>-<N>`` (Ollama's JSON
 ``{"N","Offset","Size","Completed"}``), so a later pull resumes every unfinished part; a registry
-that answers a range with 200 gets a single stream instead. Only a file whose whole content has
+that answers a range with 200 gets a single stream instead. A part or stream that is cut off,
+refused or answered with a 5xx is tried again (:class:`Retry`, Ollama's 6 tries with doubling
+pauses) from where it stopped, within the same pull. Only a file whose whole content has
 the expected digest is renamed to its blob name (then the part files go); a mismatch deletes
 it. The manifest bytes are written last, verbatim, so the model digest equals the registry's.
 The whole pull holds :meth:`Store.writing` so a concurrent prune cannot collect the new blobs
@@ -26,11 +28,11 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -76,6 +78,57 @@ MAX_PARTS = 16
 BLOB_WORKERS = 4
 """Blobs fetched at the same time."""
 _STATE_EVERY = 1 << 20
+ATTEMPTS = 6
+"""Tries per part (or per single-stream blob) before a pull gives up, as Ollama's 6; each
+retry resumes where the previous try stopped."""
+RETRY_DELAY = 1.0
+"""Seconds before the first retry; doubled for each next one (Ollama: 2^try seconds)."""
+_MAX_DELAY = 30.0
+
+_T = TypeVar("_T")
+
+
+class _Interrupted(RegistryError):
+    """A transfer that stopped early for a reason worth retrying: a dropped or refused
+    connection, a timeout, a short body, a 5xx or 429 answer."""
+
+
+@dataclass(frozen=True)
+class Retry:
+    attempts: int = ATTEMPTS
+    delay: float = RETRY_DELAY
+
+    def pause(self, attempt: int, stop: threading.Event | None) -> bool:
+        """Wait before try ``attempt + 1``; False when ``stop`` was set meanwhile."""
+        seconds = min(self.delay * 2 ** (attempt - 1), _MAX_DELAY)
+        if stop is None:
+            time.sleep(seconds)
+            return True
+        return not stop.wait(seconds)
+
+
+def _retrying(action: Callable[[], _T], retry: Retry, stop: threading.Event | None = None) -> _T:
+    attempt = 1
+    while True:
+        try:
+            return action()
+        except _Interrupted as err:
+            if attempt >= retry.attempts or not retry.pause(attempt, stop):
+                tries = f"{attempt} attempt" + ("s" if attempt > 1 else "")
+                raise RegistryError(f"{err} (gave up after {tries})", url=err.url) from err
+            attempt += 1
+
+
+def _transient_status(status: int) -> bool:
+    return status >= 500 or status == 429
+
+
+def _interrupted_request(err: RegistryError) -> RegistryError:
+    """``err`` as an :class:`_Interrupted` when it is worth retrying, else itself."""
+    no_answer = err.status == 0 and isinstance(err.__cause__, httpx.TransportError)
+    if no_answer or _transient_status(err.status):
+        return _Interrupted(str(err), url=err.url, status=err.status)
+    return err
 
 
 def _ignore(_event: dict[str, Any]) -> None:
@@ -150,6 +203,7 @@ def _download(
     desc: Descriptor,
     progress: ProgressFn,
     range_threshold: int = RANGE_THRESHOLD,
+    retry: Retry = Retry(),
 ) -> None:
     digest, total = normalize_digest(desc.digest), desc.size
     emit = _Emitter(progress, digest, total)
@@ -167,16 +221,11 @@ def _download(
             emit(total, force=True)
             return
         if total > range_threshold or _part_files(partial):
-            h = _fetch_ranged(client, repo, digest, total, fd, partial, range_threshold, emit)
+            h = _fetch_ranged(
+                client, repo, digest, total, fd, partial, range_threshold, emit, retry
+            )
         else:
-            done = os.fstat(fd).st_size
-            if done > total:
-                os.ftruncate(fd, 0)
-                done = 0
-            h = _hash_prefix(fd, done)
-            emit(done, force=True)
-            if done < total or total == 0:
-                done, h = _fetch(client, repo, digest, total, fd, done, h, emit)
+            h = _retrying(lambda: _fetch_rest(client, repo, digest, total, fd, emit), retry)
         got = "sha256:" + h.hexdigest()
         if got != digest:
             with contextlib.suppress(FileNotFoundError):
@@ -193,6 +242,21 @@ def _download(
         emit(total, force=True)
     finally:
         os.close(fd)
+
+
+def _fetch_rest(
+    client: RegistryClient, repo: str, digest: str, total: int, fd: int, emit: _Emitter
+) -> hashlib._Hash:
+    """One stream from where the partial file ends (a retry or a new pull resumes)."""
+    done = os.fstat(fd).st_size
+    if done > total:
+        os.ftruncate(fd, 0)
+        done = 0
+    h = _hash_prefix(fd, done)
+    emit(done, force=True)
+    if done < total or total == 0:
+        done, h = _fetch(client, repo, digest, total, fd, done, h, emit)
+    return h
 
 
 # -- parallel ranges ---------------------------------------------------------------------
@@ -290,8 +354,10 @@ def _fetch_ranged(
     partial: Path,
     min_part: int,
     emit: _Emitter,
+    retry: Retry,
 ) -> hashlib._Hash:
-    """Fill ``partial`` by parallel ranges (resuming saved parts); returns its hash."""
+    """Fill ``partial`` by parallel ranges (resuming saved parts, each part retried on its
+    own); returns its hash."""
     parts = _load_parts(partial, total)
     if parts is None:
         if _part_files(partial):  # unreadable state: the sparse file cannot be trusted
@@ -315,14 +381,20 @@ def _fetch_ranged(
             max_workers=min(MAX_PARTS, len(pending)), thread_name_prefix="modelkit-pull-part"
         ) as pool:
             futures = [
-                pool.submit(_fetch_part, client, repo, digest, fd, p, stop, report) for p in pending
+                pool.submit(
+                    _retrying,
+                    lambda p=p: _fetch_part(client, repo, digest, fd, p, stop, report),
+                    retry,
+                    stop,
+                )
+                for p in pending
             ]
         errors = [e for e in (f.exception() for f in futures) if e is not None]
         if any(isinstance(e, _RangeIgnored) for e in errors):
             _remove_part_files(partial)
             os.ftruncate(fd, 0)
             emit(0, force=True)
-            return _fetch(client, repo, digest, total, fd, 0, hashlib.sha256(), emit)[1]
+            return _retrying(lambda: _fetch_rest(client, repo, digest, total, fd, emit), retry)
         if errors:
             raise errors[0]
     return _hash_prefix(fd, total)
@@ -349,20 +421,25 @@ def _fetch_part(
     where = f"download blob {digest}: {url} part {part.n}"
     unsaved = 0
     try:
-        response = client.request(
-            "GET",
-            url,
-            what=f"download blob {digest}",
-            headers={"Range": f"bytes={start}-{end - 1}"},
-            stream=True,
-            follow_redirects=True,
-        )
+        try:
+            response = client.request(
+                "GET",
+                url,
+                what=f"download blob {digest}",
+                headers={"Range": f"bytes={start}-{end - 1}"},
+                stream=True,
+                follow_redirects=True,
+            )
+        except RegistryError as err:
+            raise _interrupted_request(err) from err.__cause__
         try:
             if response.status_code == 200:
                 stop.set()
                 raise _RangeIgnored
             if response.status_code != 206:
-                raise RegistryError(f"{where}: HTTP {response.status_code}", url=url)
+                status = response.status_code
+                error = _Interrupted if _transient_status(status) else RegistryError
+                raise error(f"{where}: HTTP {status}", url=url, status=status)
             content_range = response.headers.get("Content-Range", "")
             if not content_range.startswith(f"bytes {start}-"):
                 raise RegistryError(
@@ -385,7 +462,7 @@ def _fetch_part(
         finally:
             response.close()
     except httpx.HTTPError as exc:
-        raise RegistryError(
+        raise _Interrupted(
             f"{where} interrupted after {part.completed} of {part.size} bytes ({exc});"
             " pull again to resume",
             url=url,
@@ -393,7 +470,7 @@ def _fetch_part(
     finally:
         part.save()
     if part.completed != part.size:
-        raise RegistryError(
+        raise _Interrupted(
             f"{where} ended after {part.completed} of {part.size} bytes; pull again to resume",
             url=url,
         )
@@ -446,6 +523,19 @@ class _Writer:
             raise self.error
 
 
+@contextlib.contextmanager
+def _opened(
+    client: RegistryClient, repo: str, digest: str, offset: int
+) -> Iterator[httpx.Response]:
+    """``client.open_blob``, with failures worth retrying (no answer, 5xx) as _Interrupted."""
+    with contextlib.ExitStack() as stack:
+        try:
+            response = stack.enter_context(client.open_blob(repo, digest, offset))
+        except RegistryError as err:
+            raise _interrupted_request(err) from err.__cause__
+        yield response
+
+
 def _fetch(
     client: RegistryClient,
     repo: str,
@@ -458,7 +548,7 @@ def _fetch(
 ) -> tuple[int, hashlib._Hash]:
     url = client.url(f"/v2/{repo}/blobs/{digest}")
     try:
-        with client.open_blob(repo, digest, done) as response:
+        with _opened(client, repo, digest, done) as response:
             if done and response.status_code == 200:  # Range ignored: start over
                 os.ftruncate(fd, 0)
                 done, h = 0, hashlib.sha256()
@@ -479,13 +569,13 @@ def _fetch(
             finally:
                 writer.close()
     except httpx.HTTPError as exc:
-        raise RegistryError(
+        raise _Interrupted(
             f"download blob {digest}: {url} interrupted after {done} of {total} bytes ({exc});"
             " pull again to resume",
             url=url,
         ) from exc
     if done != total:
-        raise RegistryError(
+        raise _Interrupted(
             f"download blob {digest}: {url} ended after {done} of {total} bytes;"
             " pull again to resume",
             url=url,
@@ -501,6 +591,7 @@ def _download_all(
     progress: ProgressFn,
     range_threshold: int,
     max_blobs: int,
+    retry: Retry,
 ) -> None:
     """Every blob, ``max_blobs`` at a time; all run to the end, then the first error is raised
     (what finished stays finished)."""
@@ -511,7 +602,7 @@ def _download_all(
     ) as pool:
         for desc in descriptors:
             futures.append(
-                pool.submit(_download, store, client, repo, desc, progress, range_threshold)
+                pool.submit(_download, store, client, repo, desc, progress, range_threshold, retry)
             )
     for future in futures:
         exc = future.exception()
@@ -529,13 +620,16 @@ def pull(
     client: RegistryClient | None = None,
     range_threshold: int = RANGE_THRESHOLD,
     max_blobs: int = BLOB_WORKERS,
+    retry: Retry | None = None,
 ) -> StoredManifest:
     """Pull ``name`` from its registry into ``store``; returns the written manifest.
 
     ``prune``: delete blobs of a replaced manifest that nothing references any more (Ollama's
     behaviour unless ``OLLAMA_NOPRUNE``). ``client`` overrides the one made from the name.
     ``range_threshold``: blobs larger than this are fetched in parallel ranges of at least this
-    size. ``max_blobs``: blobs fetched at the same time.
+    size. ``max_blobs``: blobs fetched at the same time. ``retry``: how often and how soon an
+    interrupted part or blob is tried again (default :data:`ATTEMPTS` tries, from
+    :data:`RETRY_DELAY` seconds, doubling); each try resumes where the last one stopped.
     Raises :class:`RegistryError` (network, HTTP, digest) or :class:`StoreError`.
     """
     model = ModelName.parse(name) if isinstance(name, str) else name
@@ -560,6 +654,7 @@ def pull(
                 emit,
                 range_threshold,
                 max_blobs,
+                retry or Retry(),
             )
             emit({"status": "verifying sha256 digest"})
             emit({"status": "writing manifest"})

@@ -16,7 +16,7 @@ import pytest
 from fixtures.registry import RunningRegistry, blob_proxy
 from modelkit.errors import RegistryError
 from modelkit.names import ModelName
-from modelkit.registry import RegistryClient, partial_path, pull, push
+from modelkit.registry import RegistryClient, Retry, partial_path, pull, push
 from modelkit.store import Descriptor, Manifest, Store
 from modelkit.store.manifest import MEDIA_TYPE_CONFIG, MEDIA_TYPE_LICENSE, MEDIA_TYPE_MODEL
 
@@ -96,7 +96,7 @@ def test_interrupted_ranged_pull_resumes_only_unfinished_parts(
     with blob_proxy(_port(registry), mode="cut") as proxy:
         name = f"{proxy.host}/{repo_tag}"
         with pytest.raises(RegistryError, match="pull again to resume"):
-            pull(empty_store, name, range_threshold=THRESHOLD)
+            pull(empty_store, name, range_threshold=THRESHOLD, retry=Retry(attempts=1))
         first = proxy.range_requests()
         partial = partial_path(empty_store, big.digest)
         assert partial.is_file() and partial.stat().st_size == BIG  # pre-sized, sparse
@@ -121,6 +121,28 @@ def test_interrupted_ranged_pull_resumes_only_unfinished_parts(
     assert second == [f"bytes={u['Offset'] + u['Completed']}-{u['Offset'] + u['Size'] - 1}"]
     assert sum(_span(r) for r in second) == BIG - kept < sum(_span(r) for r in first)
     assert next(e for e in events if e.get("digest") == big.digest)["completed"] == kept
+    _assert_identical(source, empty_store, manifest)
+    assert _leftovers(empty_store) == []
+
+
+def test_cut_part_is_retried_from_where_it_stopped(
+    registry: RunningRegistry, empty_store: Store, tmp_path: Path
+) -> None:
+    source = Store(tmp_path / "big-source")
+    repo_tag, manifest = _publish_big(source, registry)
+    with blob_proxy(_port(registry), mode="cut", times=3) as proxy:
+        pull(
+            empty_store,
+            f"{proxy.host}/{repo_tag}",
+            range_threshold=THRESHOLD,
+            retry=Retry(attempts=6, delay=0.001),
+        )
+        ranges = proxy.range_requests()
+    # 12 parts, three of them cut once each and asked again only for their missing tail.
+    assert len(ranges) == BIG // THRESHOLD + 3
+    assert sum(_span(r) for r in ranges) < BIG + 3 * THRESHOLD
+    retried = [r for r in ranges if int(r[6:].split("-")[0]) % THRESHOLD]
+    assert len(retried) == 3
     _assert_identical(source, empty_store, manifest)
     assert _leftovers(empty_store) == []
 

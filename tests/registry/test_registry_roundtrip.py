@@ -14,8 +14,10 @@ from fixtures.registry import RunningRegistry, blob_proxy
 from modelkit.cli.main import cli
 from modelkit.errors import ModelNotFoundError, RegistryError
 from modelkit.names import ModelName
-from modelkit.registry import RegistryClient, partial_path, pull, push
+from modelkit.registry import RegistryClient, Retry, partial_path, pull, push
 from modelkit.store import Store
+
+FAST = Retry(attempts=6, delay=0.001)  # the real first pause is 1 s
 
 
 def _publish(store: Store, registry: RunningRegistry, repo_tag: str = "test/tiny:latest") -> str:
@@ -142,8 +144,8 @@ def test_interrupted_pull_resumes_with_range(
     push(source_store, _publish(source_store, registry))
     with blob_proxy(int(registry.host.rsplit(":", 1)[1]), mode="cut") as proxy:
         name = f"{proxy.host}/test/tiny:latest"
-        with pytest.raises(RegistryError, match="pull again to resume"):
-            pull(empty_store, name)
+        with pytest.raises(RegistryError, match=r"pull again to resume.*gave up after 1 attempt"):
+            pull(empty_store, name, retry=Retry(attempts=1))
         manifest = source_store.read_manifest(ModelName.parse(registry.name("test/tiny"))).manifest
         model = manifest.layers[0]
         partial = partial_path(empty_store, model.digest)
@@ -163,6 +165,46 @@ def test_interrupted_pull_resumes_with_range(
         == source_store.blob_path(model.digest).read_bytes()
     )
     assert pulled.raw == source_store.read_manifest(ModelName.parse(registry.name("test/tiny"))).raw
+
+
+def test_interrupted_blob_is_retried_within_one_pull(
+    registry: RunningRegistry, source_store: Store, empty_store: Store
+) -> None:
+    push(source_store, _publish(source_store, registry))
+    model = source_store.read_manifest(ModelName.parse(registry.name("test/tiny"))).manifest
+    weights = model.layers[0]
+    port = int(registry.host.rsplit(":", 1)[1])
+    with blob_proxy(port, mode="cut", times=2) as proxy:
+        events: list[dict[str, Any]] = []
+        pull(empty_store, f"{proxy.host}/test/tiny:latest", progress=events.append, retry=FAST)
+        resumed = proxy.range_requests()
+    # Two cuts, two retries, each resuming where the file ended: no byte fetched twice.
+    assert len(resumed) == 2
+    starts = [int(r.removeprefix("bytes=").rstrip("-")) for r in resumed]
+    assert 0 < starts[0] < starts[1] < weights.size
+    assert (
+        empty_store.blob_path(weights.digest).read_bytes()
+        == source_store.blob_path(weights.digest).read_bytes()
+    )
+    assert not partial_path(empty_store, weights.digest).exists()
+
+
+def test_unavailable_registry_is_retried_then_given_up(
+    registry: RunningRegistry, source_store: Store, empty_store: Store
+) -> None:
+    push(source_store, _publish(source_store, registry))
+    port = int(registry.host.rsplit(":", 1)[1])
+    with blob_proxy(port, mode="unavailable", times=2) as proxy:
+        pulled = pull(empty_store, f"{proxy.host}/test/tiny:latest", retry=FAST, max_blobs=1)
+    assert pulled.manifest.layers
+    # A registry that stays unavailable: each blob is tried ``attempts`` times, then an error.
+    fresh = Store(empty_store.root.parent / "fresh")
+    with blob_proxy(port, mode="unavailable", times=1000) as proxy:
+        with pytest.raises(RegistryError, match=r"answered 503.*gave up after 3 attempts"):
+            pull(fresh, f"{proxy.host}/test/tiny:latest", retry=Retry(3, 0.001), max_blobs=1)
+        blob_gets = [p for m, p, _ in proxy.requests if m == "GET" and "/blobs/" in p]
+    assert len(blob_gets) % 3 == 0 and blob_gets
+    assert not fresh.has_model(ModelName.parse(f"{proxy.host}/test/tiny:latest"))
 
 
 def test_corrupt_blob_is_refused(
