@@ -35,6 +35,7 @@ import numpy as np
 
 from modelkit.errors import InferenceError, RequestError
 from modelkit.runtime.constrain import GrammarGuard
+from modelkit.runtime.logprobs import Logprob, PendingLogprobs, token_logprobs
 from modelkit.runtime.options import (
     LoadParams,
     Options,
@@ -134,6 +135,8 @@ class Chunk:
     text: str
     done: bool = False
     stats: GenerationStats | None = None
+    logprobs: list[Logprob] = field(default_factory=list)
+    """Of the tokens whose text this chunk releases (when the request asked for them)."""
 
     @property
     def done_reason(self) -> str | None:
@@ -165,6 +168,7 @@ class Sequence:
         n_ctx: int,
         n_vocab: int,
         guard: GrammarGuard | None = None,
+        top_logprobs: int | None = None,
     ) -> None:
         self.seq_id = seq_id
         self.params = params
@@ -182,6 +186,10 @@ class Sequence:
         self.sampler: Any = _internals().LlamaSampler()
         self.guard = guard
         """The ``format`` grammar, checked against each sampled token (None: unconstrained)."""
+        self.top_logprobs = top_logprobs
+        """None: no log probabilities; else how many alternatives to report with each."""
+        self.logits: np.ndarray[Any, np.dtype[np.float32]] | None = None
+        """The logits the last token was sampled from (only kept for log probabilities)."""
         self._build_sampler()
 
     def _build_sampler(self) -> None:
@@ -468,11 +476,13 @@ class LoadedModel:
         stream: bool = True,
         truncate: bool = True,
         grammar: str | None = None,
+        top_logprobs: int | None = None,
     ) -> Generator[Chunk, None, None]:
         """Generate a completion of ``prompt`` (already rendered by a template).
 
         ``grammar`` (GBNF, see :func:`~modelkit.runtime.constrain.gbnf_for_format`)
-        constrains the output, e.g. to JSON matching a schema.
+        constrains the output, e.g. to JSON matching a schema. ``top_logprobs`` (not None)
+        adds each token's log probability and that many alternatives to the chunks.
 
         The returned generator yields text deltas (``stream=True``) or one chunk with all
         the text, then/with the final chunk (``done=True``, ``stats``). Stop strings never
@@ -491,7 +501,9 @@ class LoadedModel:
         tokens = self._fit_prompt(self.tokenize(prompt), params.num_keep, truncate=truncate)
         # Compile the grammar now so that a bad one fails before anything is streamed.
         guard = GrammarGuard(self._vocab, grammar, self.n_vocab) if grammar else None
-        return self._generate(tokens, params, started, stream=stream, guard=guard)
+        return self._generate(
+            tokens, params, started, stream=stream, guard=guard, top_logprobs=top_logprobs
+        )
 
     def _generate(
         self,
@@ -501,13 +513,20 @@ class LoadedModel:
         *,
         stream: bool,
         guard: GrammarGuard | None = None,
+        top_logprobs: int | None = None,
     ) -> Generator[Chunk, None, None]:
         seq_id = self._acquire_slot(tokens)
         seq: Sequence | None = None
         keep: list[int] = []
         try:
             seq = Sequence(
-                seq_id, tokens, params, n_ctx=self.n_ctx, n_vocab=self.n_vocab, guard=guard
+                seq_id,
+                tokens,
+                params,
+                n_ctx=self.n_ctx,
+                n_vocab=self.n_vocab,
+                guard=guard,
+                top_logprobs=top_logprobs,
             )
             seq.n_cached = self._reuse_prefix(seq_id, tokens)
             yield from self._run(seq, started, stream=stream)
@@ -591,6 +610,10 @@ class LoadedModel:
                 rc = llama_cpp.llama_decode(self._ctx.ctx, batch)
                 if rc != 0:
                     raise InferenceError(f"llama_decode failed with code {rc}")
+            if seq.top_logprobs is not None:
+                # Copied under the lock: the next decode in this context overwrites them.
+                raw = llama_cpp.llama_get_logits_ith(self._ctx.ctx, -1)
+                seq.logits = np.ctypeslib.as_array(raw, shape=(self.n_vocab,)).copy()
             if seq.guard is None:
                 # llama_sampler_sample also accepts the token into the chain.
                 token: int = seq.sampler.sample(self._ctx, -1)
@@ -611,6 +634,8 @@ class LoadedModel:
         token = self._step(seq, seq.prompt[seq.n_cached :], seq.n_cached)
         seq.prompt_eval_duration = time.perf_counter_ns() - t0
         pieces: list[str] = []
+        pending = PendingLogprobs()
+        released: list[Logprob] = []
         t_eval = time.perf_counter_ns()
         while True:
             seq.generated.append(token)
@@ -618,11 +643,18 @@ class LoadedModel:
                 seq.done_reason = "stop"
                 break
             text = seq.decode_text(self.token_bytes(token))
+            if seq.logits is not None and seq.top_logprobs is not None:
+                pending.add(
+                    token_logprobs(seq.logits, token, seq.top_logprobs, self.token_bytes),
+                    len(text),
+                )
             out = seq.matcher.feed(text) if text else ""
             if out:
+                released += pending.release(len(out))
                 if stream:
                     seq.eval_duration += time.perf_counter_ns() - t_eval
-                    yield Chunk(out)
+                    yield Chunk(out, logprobs=released)
+                    released = []
                     t_eval = time.perf_counter_ns()
                 else:
                     pieces.append(out)
@@ -650,8 +682,9 @@ class LoadedModel:
             total_duration=time.perf_counter_ns() - started,
             context=seq.prompt + output,
         )
+        released += pending.release(len(rest))
         final_text = rest if stream else "".join(pieces) + rest
-        yield Chunk(final_text, done=True, stats=stats)
+        yield Chunk(final_text, done=True, stats=stats, logprobs=released)
 
     # -- embeddings --------------------------------------------------------------------------
 

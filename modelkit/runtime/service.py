@@ -14,6 +14,7 @@ from modelkit.errors import ModelNameError, ModelNotFoundError, RequestError
 from modelkit.names import ModelName
 from modelkit.runtime.constrain import gbnf_for_format
 from modelkit.runtime.engine import GenerationStats, LoadedModel
+from modelkit.runtime.logprobs import MAX_TOP_LOGPROBS, Logprob
 from modelkit.runtime.options import LoadParams, Options, load_params, resolve_options
 from modelkit.runtime.parsing import ThinkingParser, ToolCall, ToolCallParser, thinking_tags
 from modelkit.runtime.prompting import ChatTemplate, Messages, chat_messages, fit_to_context
@@ -63,6 +64,7 @@ class Event:
     done_reason: str = ""
     stats: GenerationStats | None = None
     load_duration: int = 0
+    logprobs: list[Logprob] = field(default_factory=list)
 
 
 @dataclass
@@ -75,6 +77,8 @@ class ChatRequest:
     think: bool | str | None = None
     keep_alive: float | None = None
     truncate: bool = True
+    logprobs: bool = False
+    top_logprobs: int = 0
 
 
 @dataclass
@@ -92,6 +96,15 @@ class GenerateRequest:
     keep_alive: float | None = None
     images: list[str] = field(default_factory=list)
     truncate: bool = True
+    logprobs: bool = False
+    top_logprobs: int = 0
+
+
+def _top_logprobs(logprobs: bool, top: int) -> int | None:
+    """How many alternatives to report with each token's log probability; None: none asked."""
+    if not 0 <= top <= MAX_TOP_LOGPROBS:
+        raise RequestError(f"top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}")
+    return top if (logprobs or top) else None
 
 
 @dataclass
@@ -204,6 +217,7 @@ class InferenceService:
             think=think,
             tools=req.tools,
             truncate=req.truncate,
+            top_logprobs=_top_logprobs(req.logprobs, req.top_logprobs),
         )
 
     def generate(self, req: GenerateRequest) -> Iterator[Event]:
@@ -251,6 +265,7 @@ class InferenceService:
             think=think,
             tools=None,
             truncate=req.truncate,
+            top_logprobs=_top_logprobs(req.logprobs, req.top_logprobs),
         )
 
     def _run(
@@ -264,12 +279,15 @@ class InferenceService:
         think: bool,
         tools: list[dict[str, Any]] | None,
         truncate: bool,
+        top_logprobs: int | None,
     ) -> Iterator[Event]:
         lease, opts, waited = self.acquire(view, options, keep_alive)
         try:
             runner = lease.runner
             prompt: str = build_prompt(runner, opts)
-            chunks = runner.model.generate(prompt, opts, truncate=truncate, grammar=grammar)
+            chunks = runner.model.generate(
+                prompt, opts, truncate=truncate, grammar=grammar, top_logprobs=top_logprobs
+            )
         except BaseException:
             lease.release()
             raise
@@ -292,8 +310,11 @@ class InferenceService:
             thinker = ThinkingParser(tags[0], tags[1], inside=prompt.rstrip().endswith(tags[0]))
         names = {str(t.get("function", {}).get("name", "")) for t in tools or []}
         tooler = ToolCallParser(template.tool_tag, names) if tools else None
+        # Log probabilities of text a parser holds back go out with the next event.
+        logprobs: list[Logprob] = []
         try:
             for chunk in chunks:
+                logprobs += chunk.logprobs
                 thinking, content = thinker.feed(chunk.text) if thinker else ("", chunk.text)
                 calls: list[ToolCall] = []
                 if chunk.done and thinker:
@@ -313,9 +334,11 @@ class InferenceService:
                         done_reason=chunk.stats.done_reason if chunk.stats else "stop",
                         stats=chunk.stats,
                         load_duration=waited,
+                        logprobs=logprobs,
                     )
                 elif content or thinking or calls:
-                    yield Event(content, thinking, calls)
+                    yield Event(content, thinking, calls, logprobs=logprobs)
+                    logprobs = []
         finally:
             close = getattr(chunks, "close", None)
             if close is not None:

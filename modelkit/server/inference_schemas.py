@@ -48,6 +48,8 @@ class _Base(BaseModel):
     think: Any = None
     format: Any = None
     truncate: bool = True
+    logprobs: bool = False
+    top_logprobs: int = 0
 
     @field_validator("think")
     @classmethod

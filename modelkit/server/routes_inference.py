@@ -104,7 +104,15 @@ def _merge(events: list[Event]) -> Event:
         done_reason=final.done_reason,
         stats=final.stats,
         load_duration=final.load_duration,
+        logprobs=[lp for e in events for lp in e.logprobs],
     )
+
+
+def with_logprobs(out: dict[str, Any], event: Event) -> dict[str, Any]:
+    """``logprobs`` last, as Ollama orders its response fields, when the request asked."""
+    if event.logprobs:
+        out["logprobs"] = [lp.to_json() for lp in event.logprobs]
+    return out
 
 
 # -- /api/generate ---------------------------------------------------------------------------
@@ -136,7 +144,7 @@ async def generate(request: Request) -> Response:
             if event.stats is not None and not body.raw:
                 out["context"] = event.stats.context
             out.update(metrics(event, started))
-        return out
+        return with_logprobs(out, event)
 
     return await respond(events, render, body.stream)
 
@@ -194,7 +202,7 @@ async def chat(request: Request) -> Response:
         if event.done:
             out["done_reason"] = event.done_reason
             out.update(metrics(event, started))
-        return out
+        return with_logprobs(out, event)
 
     return await respond(events, render, body.stream)
 

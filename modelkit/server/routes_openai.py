@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from modelkit.errors import ModelkitError
 from modelkit.names import ModelName
+from modelkit.runtime.logprobs import Logprob
 from modelkit.runtime.parsing import ToolCall
 from modelkit.runtime.scheduler import QueueFullError
 from modelkit.runtime.service import ChatRequest, Event, GenerateRequest
@@ -159,11 +160,14 @@ class ChatCompletionBody(_Sampling):
     tools: list[dict[str, Any]] | None = None
     reasoning: _Reasoning | None = None
     reasoning_effort: str | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
 
 
 class CompletionBody(_Sampling):
     prompt: str = ""
     suffix: str = ""
+    logprobs: int | None = None
 
 
 class EmbeddingsBody(_Loose):
@@ -399,6 +403,30 @@ def with_reasoning(message: dict[str, Any], thinking: str) -> dict[str, Any]:
     return message
 
 
+def chat_logprobs(logprobs: list[Logprob]) -> dict[str, Any]:
+    """A chat choice's ``logprobs``: ``{"content": [token, logprob, bytes, top_logprobs]}``."""
+    content = []
+    for lp in logprobs:
+        entry = lp.chosen.to_json()
+        entry["top_logprobs"] = [t.to_json() for t in lp.top]
+        content.append(entry)
+    return {"content": content}
+
+
+def completion_logprobs(logprobs: list[Logprob], offset: int = 0) -> dict[str, Any]:
+    """A text completion's ``logprobs`` in OpenAI's legacy shape (parallel lists)."""
+    offsets, at = [], offset
+    for lp in logprobs:
+        offsets.append(at)
+        at += len(lp.chosen.token)
+    return {
+        "tokens": [lp.chosen.token for lp in logprobs],
+        "token_logprobs": [lp.chosen.logprob for lp in logprobs],
+        "top_logprobs": [{t.token: t.logprob for t in lp.top} for lp in logprobs],
+        "text_offset": offsets,
+    }
+
+
 def finish_reason(done_reason: str, tool_calls: bool) -> str | None:
     if tool_calls:
         return "tool_calls"
@@ -458,6 +486,8 @@ async def chat_completions(request: Request) -> Response:
         format=response_format(body),
         options=sampling_options(body, num_predict),
         think=think_value(body),
+        logprobs=bool(body.logprobs),
+        top_logprobs=body.top_logprobs or 0,
     )
     if not body.model:
         raise APIError(400, "model is required")
@@ -480,12 +510,17 @@ async def chat_completions(request: Request) -> Response:
                     delta["tool_calls"] = openai_tool_calls(event.tool_calls)
                     sent_calls = True
                 deltas.append(delta)
-            out = [answer.make([{"index": 0, "delta": d, "finish_reason": None}]) for d in deltas]
+            choices: list[dict[str, Any]] = [
+                {"index": 0, "delta": d, "finish_reason": None} for d in deltas
+            ]
             if event.done:
                 reason = finish_reason(event.done_reason, sent_calls)
-                out.append(answer.make([{"index": 0, "delta": {}, "finish_reason": reason}]))
-                if include_usage:
-                    out.append(answer.make([], usage=usage(event)))
+                choices.append({"index": 0, "delta": {}, "finish_reason": reason})
+            if event.logprobs and choices:
+                choices[0]["logprobs"] = chat_logprobs(event.logprobs)
+            out = [answer.make([c]) for c in choices]
+            if event.done and include_usage:
+                out.append(answer.make([], usage=usage(event)))
             return out
 
         return _sse_response(events, chunks)
@@ -495,11 +530,13 @@ async def chat_completions(request: Request) -> Response:
     with_reasoning(message, merged.thinking)
     if merged.tool_calls:
         message["tool_calls"] = openai_tool_calls(merged.tool_calls)
-    choice = {
+    choice: dict[str, Any] = {
         "index": 0,
         "message": message,
         "finish_reason": finish_reason(merged.done_reason, bool(merged.tool_calls)),
     }
+    if req.logprobs or req.top_logprobs:
+        choice["logprobs"] = chat_logprobs(merged.logprobs)
     return JSONResponse(answer.make([choice], usage=usage(merged)))
 
 
@@ -519,11 +556,24 @@ async def completions(request: Request) -> Response:
         await run_in_threadpool(service.load_only, body.model, None)
         events = iter([Event(done=True, done_reason="load")])
     else:
-        req = GenerateRequest(body.model, body.prompt, body.suffix, options=options)
+        req = GenerateRequest(
+            body.model,
+            body.prompt,
+            body.suffix,
+            options=options,
+            logprobs=bool(body.logprobs),
+            top_logprobs=body.logprobs or 0,
+        )
         events = await run_in_threadpool(service.generate, req)
+    text_so_far = 0
 
     def choice(event: Event) -> dict[str, Any]:
-        return {"text": event.content, "index": 0, "finish_reason": event.done_reason or None}
+        nonlocal text_so_far
+        out = {"text": event.content, "index": 0, "finish_reason": event.done_reason or None}
+        if body.logprobs:
+            out["logprobs"] = completion_logprobs(event.logprobs, text_so_far)
+        text_so_far += len(event.content)
+        return out
 
     if body.stream:
         include_usage = body.stream_options is not None and body.stream_options.include_usage

@@ -73,3 +73,34 @@ def test_create_errors(server: RunningServer) -> None:
     )
     assert raw.status_code == 400 and raw.json()["error"] == "file path must be relative"
     assert httpx.get(server.url + "/").text == "Ollama is running"
+
+
+def test_logprobs_through_the_client(server: RunningServer) -> None:
+    c = client(server)
+    answer = c.generate(model="tiny", prompt="hello", logprobs=True, top_logprobs=3)
+    assert answer.logprobs is not None and answer.eval_count is not None
+    assert len(answer.logprobs) == answer.eval_count == 16  # num_predict 16, no stop
+    assert "".join(x.token for x in answer.logprobs) == answer.response
+    for x in answer.logprobs:
+        assert x.top_logprobs is not None and len(x.top_logprobs) == 3
+        assert x.top_logprobs[0].token == x.token  # temperature 0: the likeliest token
+        assert [t.logprob for t in x.top_logprobs] == sorted(
+            (t.logprob for t in x.top_logprobs), reverse=True
+        )
+    streamed = list(
+        c.chat(
+            model="tiny",
+            messages=[{"role": "user", "content": "hello"}],
+            stream=True,
+            logprobs=True,
+        )
+    )
+    tokens = [x for part in streamed for x in (part.logprobs or [])]
+    assert "".join(x.token for x in tokens) == "".join(p.message.content or "" for p in streamed)
+    assert all(not x.top_logprobs for x in tokens)
+    plain = c.generate(model="tiny", prompt="hello")
+    assert plain.logprobs is None
+    with pytest.raises(ollama.ResponseError) as err:
+        c.generate(model="tiny", prompt="hello", logprobs=True, top_logprobs=21)
+    assert err.value.status_code == 400
+    assert err.value.error == "top_logprobs must be between 0 and 20"

@@ -405,3 +405,38 @@ def test_qwen_calls_a_tool_through_the_openai_client(
             max_tokens=64,
         )
         assert reply.choices[0].finish_reason in ("stop", "tool_calls")
+
+
+def test_logprobs_in_chat_and_completions(server: RunningServer) -> None:
+    c = client(server)
+    chat = c.chat.completions.create(
+        model="tiny", messages=HI, logprobs=True, top_logprobs=2, **GREEDY
+    )
+    choice = chat.choices[0]
+    assert choice.logprobs is not None and choice.logprobs.content is not None
+    content = choice.logprobs.content
+    assert chat.usage is not None and len(content) == chat.usage.completion_tokens == 8
+    assert "".join(t.token for t in content) == choice.message.content
+    assert all(len(t.top_logprobs) == 2 and t.bytes is not None for t in content)
+    assert all(t.top_logprobs[0].token == t.token for t in content)
+    stream = c.chat.completions.create(
+        model="tiny", messages=HI, logprobs=True, stream=True, **GREEDY
+    )
+    streamed = [
+        t.token
+        for chunk in stream
+        for ch in chunk.choices
+        if ch.logprobs is not None and ch.logprobs.content
+        for t in ch.logprobs.content
+    ]
+    assert streamed == [t.token for t in content]
+    plain = c.chat.completions.create(model="tiny", messages=HI, **GREEDY)
+    assert plain.choices[0].logprobs is None
+    text = c.completions.create(model="tiny", prompt="hello", logprobs=2, **GREEDY)
+    legacy = text.choices[0].logprobs
+    assert legacy is not None and legacy.tokens is not None and legacy.top_logprobs is not None
+    assert "".join(legacy.tokens) == text.choices[0].text
+    assert legacy.text_offset == [
+        sum(len(t) for t in legacy.tokens[:i]) for i in range(len(legacy.tokens))
+    ]
+    assert all(len(top) <= 2 for top in legacy.top_logprobs)
