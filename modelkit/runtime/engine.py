@@ -169,6 +169,7 @@ class Sequence:
         n_vocab: int,
         guard: GrammarGuard | None = None,
         top_logprobs: int | None = None,
+        shift: bool = True,
     ) -> None:
         self.seq_id = seq_id
         self.params = params
@@ -186,6 +187,10 @@ class Sequence:
         self.sampler: Any = _internals().LlamaSampler()
         self.guard = guard
         """The ``format`` grammar, checked against each sampled token (None: unconstrained)."""
+        self.shift = shift
+        """Whether a full context drops older tokens to go on (Ollama's context shift)."""
+        self.discarded = 0
+        """Tokens dropped from the KV cache by context shifts."""
         self.top_logprobs = top_logprobs
         """None: no log probabilities; else how many alternatives to report with each."""
         self.logits: np.ndarray[Any, np.dtype[np.float32]] | None = None
@@ -218,7 +223,7 @@ class Sequence:
     @property
     def n_past(self) -> int:
         """Tokens of this sequence in the KV cache once the last sampled one is decoded."""
-        return len(self.prompt) + len(self.generated)
+        return len(self.prompt) + len(self.generated) - self.discarded
 
     def decode_text(self, piece: bytes, *, final: bool = False) -> str:
         return self._utf8.decode(piece, final=final)
@@ -477,12 +482,16 @@ class LoadedModel:
         truncate: bool = True,
         grammar: str | None = None,
         top_logprobs: int | None = None,
+        shift: bool = True,
     ) -> Generator[Chunk, None, None]:
         """Generate a completion of ``prompt`` (already rendered by a template).
 
         ``grammar`` (GBNF, see :func:`~modelkit.runtime.constrain.gbnf_for_format`)
         constrains the output, e.g. to JSON matching a schema. ``top_logprobs`` (not None)
-        adds each token's log probability and that many alternatives to the chunks.
+        adds each token's log probability and that many alternatives to the chunks. When
+        the context fills up, ``shift`` drops the older half of the tokens after the first
+        ``num_keep`` and goes on (Ollama's context shift); without it generation ends there
+        (``length``). An unlimited ``num_predict`` (-1) then stops at ten contexts' worth.
 
         The returned generator yields text deltas (``stream=True``) or one chunk with all
         the text, then/with the final chunk (``done=True``, ``stats``). Stop strings never
@@ -502,7 +511,13 @@ class LoadedModel:
         # Compile the grammar now so that a bad one fails before anything is streamed.
         guard = GrammarGuard(self._vocab, grammar, self.n_vocab) if grammar else None
         return self._generate(
-            tokens, params, started, stream=stream, guard=guard, top_logprobs=top_logprobs
+            tokens,
+            params,
+            started,
+            stream=stream,
+            guard=guard,
+            top_logprobs=top_logprobs,
+            shift=shift,
         )
 
     def _generate(
@@ -514,6 +529,7 @@ class LoadedModel:
         stream: bool,
         guard: GrammarGuard | None = None,
         top_logprobs: int | None = None,
+        shift: bool = True,
     ) -> Generator[Chunk, None, None]:
         seq_id = self._acquire_slot(tokens)
         seq: Sequence | None = None
@@ -527,10 +543,12 @@ class LoadedModel:
                 n_vocab=self.n_vocab,
                 guard=guard,
                 top_logprobs=top_logprobs,
+                shift=shift,
             )
             seq.n_cached = self._reuse_prefix(seq_id, tokens)
             yield from self._run(seq, started, stream=stream)
-            if self.cache_prompt:
+            # After a context shift the slot no longer holds a prefix of the tokens.
+            if self.cache_prompt and not seq.discarded:
                 # Everything but the last sampled token was decoded into the slot.
                 keep = seq.prompt + seq.generated[:-1]
         finally:
@@ -623,6 +641,29 @@ class LoadedModel:
         seq.guard.accept(token)
         return token
 
+    def _shift_context(self, seq: Sequence) -> bool:
+        """Make room in a full context: drop the older half of the tokens after the first
+        ``num_keep`` and move the rest down (Ollama's ``ShiftCacheSlot``). False when the
+        request or the model does not allow it, or there is nothing to drop."""
+        if not seq.shift or seq.params.num_predict == -2:  # -2: fill the context, then stop
+            return False
+        llama_cpp = _llama()
+        in_cache = seq.n_past - 1  # the last sampled token is not decoded yet
+        keep = min(max(seq.params.num_keep, 0), self.n_ctx - 1)
+        discard = (in_cache - keep) // 2
+        if discard <= 0:
+            return False
+        with self._lock:
+            self._check_open()
+            memory = self._ctx.memory
+            if not llama_cpp.llama_memory_can_shift(memory):
+                return False
+            llama_cpp.llama_memory_seq_rm(memory, seq.seq_id, keep, keep + discard)
+            llama_cpp.llama_memory_seq_add(memory, seq.seq_id, keep + discard, -1, -discard)
+        seq.discarded += discard
+        log.debug("context shift: kept %d, dropped %d of %d tokens", keep, discard, in_cache)
+        return True
+
     def _run(self, seq: Sequence, started: int, *, stream: bool) -> Iterator[Chunk]:
         p = seq.params
         # Prompt tokens feed the repetition penalties, as in llama.cpp's server.
@@ -634,6 +675,10 @@ class LoadedModel:
         token = self._step(seq, seq.prompt[seq.n_cached :], seq.n_cached)
         seq.prompt_eval_duration = time.perf_counter_ns() - t0
         pieces: list[str] = []
+        # Unlimited (-1) with a context shift would never end on a model that never stops.
+        budget = p.num_predict if p.num_predict > 0 else 0
+        if p.num_predict == -1 and seq.shift:
+            budget = 10 * self.n_ctx
         pending = PendingLogprobs()
         released: list[Logprob] = []
         t_eval = time.perf_counter_ns()
@@ -661,11 +706,11 @@ class LoadedModel:
             if seq.matcher.stopped:
                 seq.done_reason = "stop"
                 break
-            if p.num_predict > 0 and len(seq.generated) >= p.num_predict:
+            if budget > 0 and len(seq.generated) >= budget:
                 seq.done_reason = "length"
                 break
-            if seq.n_past >= self.n_ctx:  # the context is full
-                seq.done_reason = "length"
+            if seq.n_past >= self.n_ctx and not self._shift_context(seq):
+                seq.done_reason = "length"  # the context is full
                 break
             token = self._step(seq, [token], seq.n_past - 1)
         seq.eval_duration += time.perf_counter_ns() - t_eval

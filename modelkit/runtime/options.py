@@ -42,11 +42,10 @@ frequency_penalty      -1 → the context size, 0 → disabled
 seed                   ``dist`` sampler seed; -1 → random (``LLAMA_DEFAULT_SEED``); other
                        values are taken modulo 2**32
 stop                   matched on the decoded text by the engine (never leaks into output)
-num_predict            the engine's token budget; -1 = until EOS or the context is full,
-                       -2 = fill the context (both end with done_reason ``length`` at the
-                       context's end: there is no context shift)
-num_keep               not supported: llama-cpp-python has no context shift. Used only to
-                       keep the head of an over-long prompt when it is truncated.
+num_predict            the engine's token budget; -1 = until EOS (with a context shift
+                       at most 10 × num_ctx tokens, as Ollama), -2 = fill the context
+num_keep               the first tokens a context shift (and the truncation of an
+                       over-long prompt) keeps
 draft_num_predict      not supported: no speculative decoding (draft models)
 =====================  ==================================================================
 
@@ -99,10 +98,6 @@ LLAMA_DEFAULT_SEED: Final = 0xFFFFFFFF
 KV_CACHE_TYPES: Final[dict[str, int]] = {"f16": 1, "q8_0": 8, "q4_0": 2}
 
 UNSUPPORTED_OPTIONS: Final[dict[str, str]] = {
-    "num_keep": (
-        "llama-cpp-python has no context shift, so there is nothing to keep; num_keep is only "
-        "used to keep the start of an over-long prompt when it is truncated"
-    ),
     "draft_num_predict": "speculative decoding with a draft model is not supported",
 }
 """Ollama options with no llama-cpp-python equivalent, and why."""
@@ -372,7 +367,6 @@ def load_params(opts: Options, settings: RuntimeDefaults | None = None) -> LoadP
 
 def sampling_params(opts: Options) -> SamplingParams:
     """The per-request half of the mapping (see the module's table)."""
-    _log_unsupported(opts, ("num_keep",))
     seed = LLAMA_DEFAULT_SEED if opts.seed == -1 else opts.seed % 2**32
     return SamplingParams(
         temperature=opts.temperature,

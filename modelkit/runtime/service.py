@@ -77,6 +77,7 @@ class ChatRequest:
     think: bool | str | None = None
     keep_alive: float | None = None
     truncate: bool = True
+    shift: bool = True
     logprobs: bool = False
     top_logprobs: int = 0
 
@@ -96,6 +97,7 @@ class GenerateRequest:
     keep_alive: float | None = None
     images: list[str] = field(default_factory=list)
     truncate: bool = True
+    shift: bool = True
     logprobs: bool = False
     top_logprobs: int = 0
 
@@ -217,6 +219,7 @@ class InferenceService:
             think=think,
             tools=req.tools,
             truncate=req.truncate,
+            shift=req.shift,
             top_logprobs=_top_logprobs(req.logprobs, req.top_logprobs),
         )
 
@@ -265,6 +268,7 @@ class InferenceService:
             think=think,
             tools=None,
             truncate=req.truncate,
+            shift=req.shift,
             top_logprobs=_top_logprobs(req.logprobs, req.top_logprobs),
         )
 
@@ -279,6 +283,7 @@ class InferenceService:
         think: bool,
         tools: list[dict[str, Any]] | None,
         truncate: bool,
+        shift: bool,
         top_logprobs: int | None,
     ) -> Iterator[Event]:
         lease, opts, waited = self.acquire(view, options, keep_alive)
@@ -286,7 +291,12 @@ class InferenceService:
             runner = lease.runner
             prompt: str = build_prompt(runner, opts)
             chunks = runner.model.generate(
-                prompt, opts, truncate=truncate, grammar=grammar, top_logprobs=top_logprobs
+                prompt,
+                opts,
+                truncate=truncate,
+                grammar=grammar,
+                top_logprobs=top_logprobs,
+                shift=shift,
             )
         except BaseException:
             lease.release()

@@ -48,6 +48,7 @@ class _Base(BaseModel):
     think: Any = None
     format: Any = None
     truncate: bool = True
+    shift: bool = True
     logprobs: bool = False
     top_logprobs: int = 0
 

@@ -240,6 +240,38 @@ def test_full_context_ends_with_length(tiny_gguf: Path) -> None:
     assert final.stats.prompt_eval_count + final.stats.eval_count == 32
 
 
+def test_full_context_shifts_and_goes_on(tiny_gguf: Path) -> None:
+    with LoadedModel(tiny_gguf, load=tiny_load(num_ctx=32)) as m:
+        chunks = list(m.generate(PROMPT, opts(num_predict=80)))
+        final = chunks[-1].stats
+        assert final is not None and final.done_reason == "length"
+        assert final.eval_count == 80  # far past the 32-token context
+        assert len(final.context) == final.prompt_eval_count + 80
+        # The same request without a shift stops where the context is full.
+        off = list(m.generate(PROMPT, opts(num_predict=80), shift=False))[-1].stats
+        assert off is not None and off.done_reason == "length"
+        assert off.prompt_eval_count + off.eval_count == 32
+        # Unlimited: ten contexts' worth at most (a random model never stops by itself).
+        endless = list(m.generate(PROMPT, opts(num_predict=-1)))[-1].stats
+        assert endless is not None and endless.eval_count == 10 * 32
+        # The shifted slot is not reused as a prompt cache: the next request starts clean.
+        after = list(m.generate(PROMPT, opts(num_predict=2)))[-1].stats
+        assert after is not None and after.cached_count == 0
+        again = list(m.generate(PROMPT, opts(num_predict=2)))[-1].stats
+        assert again is not None and again.cached_count > 0
+
+
+def test_context_shift_keeps_the_prompt_head(tiny_gguf: Path) -> None:
+    """Greedy output after a shift depends on what num_keep kept; before the first shift
+    (the context's first 32 positions) it is the same."""
+    with LoadedModel(tiny_gguf, load=tiny_load(num_ctx=32)) as m:
+        before = "".join(run(m, opts(num_predict=10))[0])
+        small = "".join(run(m, opts(num_predict=60, num_keep=0))[0])
+        large = "".join(run(m, opts(num_predict=60, num_keep=20))[0])
+    assert small.startswith(before) and large.startswith(before)
+    assert small != large
+
+
 def test_long_prompt_is_truncated_or_rejected(tiny_gguf: Path) -> None:
     load = tiny_load(num_ctx=16)
     long_prompt = PROMPT + "hello world " * 20

@@ -243,12 +243,12 @@ def test_sampling_params_mapping_table() -> None:
 
 
 def test_unsupported_options_have_logged_reasons(caplog: pytest.LogCaptureFixture) -> None:
-    assert set(UNSUPPORTED_OPTIONS) == {"num_keep", "draft_num_predict"}
+    assert set(UNSUPPORTED_OPTIONS) == {"draft_num_predict"}
     opts = resolve_options(None, {"num_keep": 10, "draft_num_predict": 2})
     with caplog.at_level(logging.WARNING, logger="modelkit.runtime.options"):
         sampling_params(opts)
         load_params(opts)
-    assert "option num_keep is not supported: llama-cpp-python has no context shift" in caplog.text
+    assert "num_keep" not in caplog.text  # used by the context shift
     assert "option draft_num_predict is not supported: speculative decoding" in caplog.text
 
 

@@ -233,3 +233,16 @@ def test_images_are_refused_for_models_without_a_projector(server: RunningServer
         json={"model": "tiny", "messages": [{"role": "user", "content": "x", "images": [image]}]},
     )
     assert r.status_code == 400 and "does not support images" in r.json()["error"]
+
+
+def test_context_shift_can_be_turned_off(server: RunningServer) -> None:
+    options = {**TINY_OPTIONS, "num_ctx": 32, "num_predict": 50}
+    # raw: a two-token prompt (the model's SYSTEM and MESSAGE would fill most of 32 tokens)
+    body = {"model": "tiny", "prompt": "hello", "raw": True, "stream": False, "options": options}
+    shifted = httpx.post(server.url + "/api/generate", json=body, timeout=30).json()
+    assert shifted["done_reason"] == "length" and shifted["eval_count"] == 50
+    stopped = httpx.post(
+        server.url + "/api/generate", json={**body, "shift": False}, timeout=30
+    ).json()
+    assert stopped["done_reason"] == "length"
+    assert stopped["prompt_eval_count"] + stopped["eval_count"] == 32
