@@ -15,7 +15,13 @@ from modelkit import __version__
 from modelkit.config import Settings
 from modelkit.errors import ModelkitError
 from modelkit.runtime.scheduler import QueueFullError
-from modelkit.server import routes_create, routes_inference, routes_models, routes_openai
+from modelkit.server import (
+    routes_create,
+    routes_inference,
+    routes_models,
+    routes_openai,
+    routes_responses,
+)
 from modelkit.server.errors import (
     APIError,
     error_response,
@@ -89,5 +95,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(routes_create.router)
     app.include_router(routes_inference.router)
     app.include_router(routes_openai.router)
+    app.include_router(routes_responses.router)
     app.include_router(registry_router)
     return app

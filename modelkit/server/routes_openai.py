@@ -1,5 +1,5 @@
 """The OpenAI-compatible API as Ollama serves it: /v1/chat/completions, /v1/completions,
-/v1/models, /v1/models/{model} and /v1/embeddings.
+/v1/models, /v1/models/{model} and /v1/embeddings (/v1/responses: routes_responses.py).
 
 Each route turns the OpenAI request into the native one, runs it through the same
 :class:`InferenceService` calls as /api/chat, /api/generate and /api/embed, and rewrites the
@@ -67,7 +67,7 @@ async def _native_error(request: Request, err: Exception) -> JSONResponse | None
     return None
 
 
-class _OpenAIRoute(APIRoute):
+class OpenAIRoute(APIRoute):
     """A route whose errors come back in OpenAI's shape instead of Ollama's."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
@@ -85,7 +85,7 @@ class _OpenAIRoute(APIRoute):
         return route
 
 
-router = APIRouter(route_class=_OpenAIRoute)
+router = APIRouter(route_class=OpenAIRoute)
 
 
 def sse(obj: dict[str, Any]) -> bytes:
@@ -98,39 +98,39 @@ SSE_DONE = b"data: [DONE]\n\n"
 # -- request bodies --------------------------------------------------------------------------
 
 
-class _Loose(BaseModel):
+class LooseModel(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
-class _StreamOptions(_Loose):
+class _StreamOptions(LooseModel):
     include_usage: bool = False
 
 
-class _JsonSchema(_Loose):
+class _JsonSchema(LooseModel):
     schema_: Any = Field(default=None, alias="schema")
 
 
-class _ResponseFormat(_Loose):
+class _ResponseFormat(LooseModel):
     type: str = ""
     json_schema: _JsonSchema | None = None
 
 
-class _Reasoning(_Loose):
+class ReasoningConfig(LooseModel):
     effort: str = ""
 
 
-class _Function(_Loose):
+class _Function(LooseModel):
     name: str = ""
     arguments: Any = ""
 
 
-class _ToolCallIn(_Loose):
+class _ToolCallIn(LooseModel):
     id: str = ""
     type: str = "function"
     function: _Function = Field(default_factory=_Function)
 
 
-class _Message(_Loose):
+class _Message(LooseModel):
     role: str = ""
     content: Any = None
     reasoning: str = ""
@@ -140,7 +140,7 @@ class _Message(_Loose):
     tool_call_id: str = ""
 
 
-class _Sampling(_Loose):
+class SamplingBody(LooseModel):
     model: str = ""
     stream: bool = False
     stream_options: _StreamOptions | None = None
@@ -153,24 +153,24 @@ class _Sampling(_Loose):
     top_p: float | None = None
 
 
-class ChatCompletionBody(_Sampling):
+class ChatCompletionBody(SamplingBody):
     messages: list[_Message] = Field(default_factory=list)
     max_completion_tokens: int | None = None
     response_format: _ResponseFormat | None = None
     tools: list[dict[str, Any]] | None = None
-    reasoning: _Reasoning | None = None
+    reasoning: ReasoningConfig | None = None
     reasoning_effort: str | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = None
 
 
-class CompletionBody(_Sampling):
+class CompletionBody(SamplingBody):
     prompt: str = ""
     suffix: str = ""
     logprobs: int | None = None
 
 
-class EmbeddingsBody(_Loose):
+class EmbeddingsBody(LooseModel):
     model: str = ""
     input: Any = None
     dimensions: int | None = None
@@ -210,7 +210,7 @@ def stop_words(stop: Any, *, strict: bool) -> list[str] | None:
     return words
 
 
-def sampling_options(body: _Sampling, num_predict: int | None) -> dict[str, Any]:
+def sampling_options(body: SamplingBody, num_predict: int | None) -> dict[str, Any]:
     options: dict[str, Any] = {}
     stop = stop_words(body.stop, strict=isinstance(body, CompletionBody))
     if stop is not None:
@@ -247,6 +247,11 @@ _EFFORTS: dict[str, bool | str] = {
 
 def think_value(body: ChatCompletionBody) -> bool | str | None:
     effort = body.reasoning.effort if body.reasoning is not None else body.reasoning_effort or ""
+    return think_from_effort(effort)
+
+
+def think_from_effort(effort: str) -> bool | str | None:
+    """The native ``think`` for an OpenAI reasoning effort (400 for an unknown one)."""
     if not effort:
         return None
     if effort not in _EFFORTS:

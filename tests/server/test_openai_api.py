@@ -18,6 +18,7 @@ from fixtures.server import RunningServer, running_server
 from modelkit.build import BuildCache, execute_build, plan_build
 from modelkit.modelfile import parse
 from modelkit.names import ModelName
+from modelkit.server.routes_responses import ResponsesBody, native_messages, native_tools
 from modelkit.store import Store
 
 HI = [{"role": "user", "content": "hi"}]
@@ -406,6 +407,61 @@ def test_qwen_calls_a_tool_through_the_openai_client(
         )
         assert reply.choices[0].finish_reason in ("stop", "tool_calls")
 
+        # The Responses API: flat function tools, function_call items, and back again.
+        flat_tool = {"type": "function", **WEATHER_TOOL["function"]}
+        asked = c.responses.create(
+            model="qwen",
+            input="What's the weather in Paris?",
+            tools=[flat_tool],  # type: ignore[list-item]
+            temperature=0,
+            max_output_tokens=64,
+        )
+        call_items = [item for item in asked.output if item.type == "function_call"]
+        assert len(call_items) == 1 and asked.status == "completed"
+        call = call_items[0]
+        assert call.name == "get_weather" and call.call_id
+        assert "Paris" in json.loads(call.arguments)["city"]
+        streamed_events = list(
+            c.responses.create(
+                model="qwen",
+                input="What's the weather in Paris?",
+                tools=[flat_tool],  # type: ignore[list-item]
+                temperature=0,
+                max_output_tokens=64,
+                stream=True,
+            )
+        )
+        done_args = [
+            e.arguments
+            for e in streamed_events
+            if e.type == "response.function_call_arguments.done"
+        ]
+        assert done_args == [call.arguments]
+        answered = c.responses.create(
+            model="qwen",
+            input=[
+                {"role": "user", "content": "What's the weather in Paris?"},
+                {
+                    "type": "function_call",
+                    "call_id": call.call_id,
+                    "name": call.name,
+                    "arguments": call.arguments,
+                },
+                {
+                    "type": "function_call_output",
+                    "call_id": call.call_id,
+                    "output": "Sunny, 24 degrees C",
+                },
+            ],
+            tools=[flat_tool],  # type: ignore[list-item]
+            temperature=0,
+            max_output_tokens=64,
+        )
+        # The tool result reached the model: it answers, or (a 0.5B model) calls again.
+        kinds = {item.type for item in answered.output}
+        assert answered.status == "completed"
+        assert answered.output_text.strip() or kinds == {"function_call"}
+
 
 def test_logprobs_in_chat_and_completions(server: RunningServer) -> None:
     c = client(server)
@@ -440,3 +496,93 @@ def test_logprobs_in_chat_and_completions(server: RunningServer) -> None:
         sum(len(t) for t in legacy.tokens[:i]) for i in range(len(legacy.tokens))
     ]
     assert all(len(top) <= 2 for top in legacy.top_logprobs)
+
+
+def test_responses_api_whole_and_streamed(server: RunningServer) -> None:
+    c = client(server)
+    args: dict[str, Any] = {
+        "model": "tiny",
+        "input": "hi",
+        "instructions": "Be brief.",
+        "max_output_tokens": 8,
+        "temperature": 0,
+    }
+    whole = c.responses.create(**args)
+    assert whole.object == "response" and whole.id.startswith("resp_")
+    assert whole.status == "incomplete"  # 8 tokens, cut by max_output_tokens
+    assert whole.incomplete_details is not None
+    assert whole.incomplete_details.reason == "max_output_tokens"
+    assert [item.type for item in whole.output] == ["message"]
+    assert whole.output_text and whole.usage is not None
+    assert whole.usage.output_tokens == 8 and whole.usage.input_tokens > 0
+    assert whole.usage.total_tokens == whole.usage.input_tokens + 8
+
+    events = list(c.responses.create(**args, stream=True))
+    kinds = [e.type for e in events]
+    assert kinds[:4] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+    ]
+    assert kinds[-4:] == [
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.incomplete",
+    ]
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    final = events[-1].response  # type: ignore[union-attr]
+    assert deltas == final.output_text == whole.output_text  # greedy: the same answer
+    assert final.usage is not None and final.usage.output_tokens == 8
+
+
+def test_responses_input_items_become_a_chat() -> None:
+    body = ResponsesBody(
+        model="m",
+        instructions="sys",
+        input=[
+            {"role": "developer", "content": "be exact"},
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "q"}]},
+            {"type": "function_call", "call_id": "c1", "name": "f", "arguments": '{"a": 1}'},
+            {"type": "function_call", "call_id": "c2", "name": "g", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c1", "output": "42"},
+            {"type": "reasoning", "summary": []},
+        ],
+    )
+    assert native_messages(body) == [
+        {"role": "system", "content": "sys"},
+        {"role": "system", "content": "be exact"},
+        {"role": "user", "content": "q"},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {"id": "c1", "function": {"name": "f", "arguments": {"a": 1}}},
+                {"id": "c2", "function": {"name": "g", "arguments": {}}},
+            ],
+        },
+        {"role": "tool", "content": "42", "tool_call_id": "c1", "tool_name": "f"},
+    ]
+    tools = native_tools([{"type": "function", "name": "f", "parameters": {"type": "object"}}])
+    assert tools == [
+        {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    ]
+
+
+def test_responses_errors_are_openai_shaped(server: RunningServer) -> None:
+    missing = httpx.post(server.url + "/v1/responses", json={"model": "tiny"}, timeout=30)
+    assert missing.status_code == 400
+    assert missing.json()["error"]["message"] == "input is required"
+    bad = httpx.post(
+        server.url + "/v1/responses",
+        json={"model": "tiny", "input": [{"type": "web_search_call"}]},
+        timeout=30,
+    )
+    assert bad.status_code == 400
+    assert bad.json()["error"]["message"] == "invalid input item type: web_search_call"
+    unknown = httpx.post(
+        server.url + "/v1/responses", json={"model": "nope", "input": "hi"}, timeout=30
+    )
+    assert unknown.status_code == 404 and "not found" in unknown.json()["error"]["message"]
