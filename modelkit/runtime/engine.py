@@ -10,9 +10,12 @@ prefix (Ollama's prompt cache: the next turn of a chat only evaluates the new to
 picks the free slot that shares most with its prompt. ``cache_prompt=False`` turns it off.
 
 Threading: a model may be used from several worker threads. Every call into a llama.cpp
-context (decode + sample of one step, or one embedding) runs under that context's lock;
-requests in different slots interleave step by step. Tokenizing only reads the vocabulary and
-runs without the lock. (llama-cpp-python must be built with ``GGML_OPENMP=OFF`` to run at
+context (a decode and its sampling, or one embedding) runs under that context's lock.
+Generation steps of different slots are batched: a request's next token joins a queue, and
+whichever request takes the lock decodes every queued token in one ``llama_decode`` and
+samples each slot at its own position, so parallel requests share each pass over the weights
+(continuous batching; a prompt is decoded on its own). Tokenizing only reads the vocabulary
+and runs without the lock. (llama-cpp-python must be built with ``GGML_OPENMP=OFF`` to run at
 full speed from several threads; see /work/shared/README.md.)
 """
 
@@ -61,6 +64,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+_GATHER_SECONDS: Final = 0.005
+"""The longest a batch of generation steps waits for the other generating sequences."""
 _POOLING_NONE: Final = 0
 _POOLING_LAST: Final = 3
 _POOLING_UNSPECIFIED: Final = -1
@@ -234,6 +239,18 @@ class Sequence:
             self.guard.close()
 
 
+@dataclass
+class _QueuedStep:
+    """A generated token waiting to be decoded in its slot, and then the next token."""
+
+    seq: Sequence
+    token: int
+    pos: int
+    result: int = -1
+    error: BaseException | None = None
+    done: bool = False
+
+
 class LoadedModel:
     """A GGUF model (plus LoRA adapters) loaded for generation and embeddings.
 
@@ -310,6 +327,13 @@ class LoadedModel:
             self._model.close()
             raise
         self._lock = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._queue_changed = threading.Condition(self._queue_lock)
+        self._queued: list[_QueuedStep] = []
+        self._generating = 0
+        """Sequences in their generation loop: how many steps a batch can expect."""
+        self.batch_steps = True
+        """Decode the generation steps of parallel requests together (False: one by one)."""
         self.cache_prompt = cache_prompt
         self._slot_cond = threading.Condition()
         self._free_slots = list(range(self.n_seq_max))
@@ -609,6 +633,83 @@ class LoadedModel:
         )
         return tokens[:keep] + tokens[keep + discard :]
 
+    def _next_token(self, seq: Sequence, token: int) -> int:
+        """Decode a generated token and sample the next one, in one batch with the steps
+        other slots have queued meanwhile."""
+        if not self.batch_steps:
+            return self._step(seq, [token], seq.n_past - 1)
+        step = _QueuedStep(seq, token, seq.n_past - 1)
+        with self._queue_changed:
+            self._queued.append(step)
+            self._queue_changed.notify_all()
+        with self._lock:
+            # Another request may have decoded this step while we waited for the lock.
+            if not step.done:
+                self._decode_steps(self._gather())
+        if step.error is not None:
+            raise step.error
+        if step.seq.guard is not None:
+            step.seq.sampler.accept(step.result)
+            step.seq.guard.accept(step.result)
+        return step.result
+
+    def _gather(self) -> list[_QueuedStep]:
+        """The queued steps, after waiting briefly for every generating sequence to queue
+        its own: sequences finish their previous step at slightly different times, and a
+        batch that waits for them all decodes once instead of several times."""
+        with self._queue_changed:
+            self._queue_changed.wait_for(
+                lambda: len(self._queued) >= min(self._generating, self.n_batch),
+                timeout=_GATHER_SECONDS,
+            )
+            steps, self._queued = self._queued[: self.n_batch], self._queued[self.n_batch :]
+        return steps
+
+    def _generation(self, delta: int) -> None:
+        with self._queue_changed:
+            self._generating += delta
+            self._queue_changed.notify_all()
+
+    def _decode_steps(self, steps: list[_QueuedStep]) -> None:
+        """One ``llama_decode`` for ``steps`` (one token each, in different slots), then each
+        slot samples at its own position. Runs under the context lock."""
+        llama_cpp = _llama()
+        try:
+            self._check_open()
+            batch = self._batch.batch
+            batch.n_tokens = len(steps)
+            for i, step in enumerate(steps):
+                batch.token[i] = step.token
+                batch.pos[i] = step.pos
+                batch.n_seq_id[i] = 1
+                batch.seq_id[i][0] = step.seq.seq_id
+                batch.logits[i] = True
+            rc = llama_cpp.llama_decode(self._ctx.ctx, batch)
+            if rc != 0:
+                raise InferenceError(f"llama_decode failed with code {rc}")
+            for i, step in enumerate(steps):
+                step.result = self._sample(step.seq, i)
+        except BaseException as err:
+            for step in steps:
+                step.error = err
+        finally:
+            for step in steps:
+                step.done = True
+
+    def _sample(self, seq: Sequence, idx: int) -> int:
+        """Sample ``seq``'s next token from the logits at batch position ``idx`` (under the
+        lock). Without a grammar the chain also accepts it; with one the caller does."""
+        llama_cpp = _llama()
+        if seq.top_logprobs is not None:
+            # Copied under the lock: the next decode in this context overwrites them.
+            raw = llama_cpp.llama_get_logits_ith(self._ctx.ctx, idx)
+            seq.logits = np.ctypeslib.as_array(raw, shape=(self.n_vocab,)).copy()
+        if seq.guard is None:
+            token: int = seq.sampler.sample(self._ctx, idx)
+            return token
+        guarded: int = seq.guard.sample(seq.sampler.sampler, self._ctx.ctx, idx)
+        return guarded
+
     def _step(self, seq: Sequence, tokens: list[int], pos: int) -> int:
         """Decode ``tokens`` at ``pos`` in ``seq``'s slot, then sample its next token."""
         llama_cpp = _llama()
@@ -628,17 +729,10 @@ class LoadedModel:
                 rc = llama_cpp.llama_decode(self._ctx.ctx, batch)
                 if rc != 0:
                     raise InferenceError(f"llama_decode failed with code {rc}")
-            if seq.top_logprobs is not None:
-                # Copied under the lock: the next decode in this context overwrites them.
-                raw = llama_cpp.llama_get_logits_ith(self._ctx.ctx, -1)
-                seq.logits = np.ctypeslib.as_array(raw, shape=(self.n_vocab,)).copy()
-            if seq.guard is None:
-                # llama_sampler_sample also accepts the token into the chain.
-                token: int = seq.sampler.sample(self._ctx, -1)
-                return token
-            token = seq.guard.sample(seq.sampler.sampler, self._ctx.ctx, -1)
-        seq.sampler.accept(token)
-        seq.guard.accept(token)
+            token = self._sample(seq, -1)
+        if seq.guard is not None:
+            seq.sampler.accept(token)
+            seq.guard.accept(token)
         return token
 
     def _shift_context(self, seq: Sequence) -> bool:
@@ -682,37 +776,41 @@ class LoadedModel:
         pending = PendingLogprobs()
         released: list[Logprob] = []
         t_eval = time.perf_counter_ns()
-        while True:
-            seq.generated.append(token)
-            if self.is_eog(token):
-                seq.done_reason = "stop"
-                break
-            text = seq.decode_text(self.token_bytes(token))
-            if seq.logits is not None and seq.top_logprobs is not None:
-                pending.add(
-                    token_logprobs(seq.logits, token, seq.top_logprobs, self.token_bytes),
-                    len(text),
-                )
-            out = seq.matcher.feed(text) if text else ""
-            if out:
-                released += pending.release(len(out))
-                if stream:
-                    seq.eval_duration += time.perf_counter_ns() - t_eval
-                    yield Chunk(out, logprobs=released)
-                    released = []
-                    t_eval = time.perf_counter_ns()
-                else:
-                    pieces.append(out)
-            if seq.matcher.stopped:
-                seq.done_reason = "stop"
-                break
-            if budget > 0 and len(seq.generated) >= budget:
-                seq.done_reason = "length"
-                break
-            if seq.n_past >= self.n_ctx and not self._shift_context(seq):
-                seq.done_reason = "length"  # the context is full
-                break
-            token = self._step(seq, [token], seq.n_past - 1)
+        self._generation(+1)  # batches of steps now wait for this sequence's too
+        try:
+            while True:
+                seq.generated.append(token)
+                if self.is_eog(token):
+                    seq.done_reason = "stop"
+                    break
+                text = seq.decode_text(self.token_bytes(token))
+                if seq.logits is not None and seq.top_logprobs is not None:
+                    pending.add(
+                        token_logprobs(seq.logits, token, seq.top_logprobs, self.token_bytes),
+                        len(text),
+                    )
+                out = seq.matcher.feed(text) if text else ""
+                if out:
+                    released += pending.release(len(out))
+                    if stream:
+                        seq.eval_duration += time.perf_counter_ns() - t_eval
+                        yield Chunk(out, logprobs=released)
+                        released = []
+                        t_eval = time.perf_counter_ns()
+                    else:
+                        pieces.append(out)
+                if seq.matcher.stopped:
+                    seq.done_reason = "stop"
+                    break
+                if budget > 0 and len(seq.generated) >= budget:
+                    seq.done_reason = "length"
+                    break
+                if seq.n_past >= self.n_ctx and not self._shift_context(seq):
+                    seq.done_reason = "length"  # the context is full
+                    break
+                token = self._next_token(seq, token)
+        finally:
+            self._generation(-1)
         seq.eval_duration += time.perf_counter_ns() - t_eval
         rest = seq.matcher.feed(seq.decode_text(b"", final=True)) + seq.matcher.flush()
         output = [t for t in seq.generated if not self.is_eog(t)]

@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""What batching parallel requests buys: aggregate generation speed of N requests running at
+once in one model (N slots, as ``OLLAMA_NUM_PARALLEL=N``), with their generation steps
+decoded together (continuous batching) and one by one, as ratios against one request alone.
+
+    python benchmarks/bench_parallel.py [--gguf PATH] [--parallel N] [--runs N]
+                                        [--num-predict N] [--threads N]
+
+Default model: the real Qwen2.5-Coder-0.5B-Instruct GGUF from ``examples/fetch_models.py``
+(exits 0 without measuring when it is not available). Greedy decoding of N different prompts;
+aggregate tokens/s = all generated tokens / wall-clock seconds from the first request's start
+to the last one's end; each figure is the median over ``--runs`` rounds, configurations
+run round-robin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from shared import qwen_gguf
+
+from modelkit.runtime.engine import LoadedModel
+from modelkit.runtime.options import load_params, resolve_options
+
+
+def prompt(n: int) -> str:
+    """A request whose answer is long (so every request runs its whole ``num_predict``)."""
+    start = 100 * (n + 1)
+    return (
+        f"<|im_start|>user\nCount from {start} to {start + 300}, separated by commas."
+        "<|im_end|>\n<|im_start|>assistant\n"
+    )
+
+
+def aggregate_speed(model: LoadedModel, options: Any, prompts: list[str]) -> float:
+    """Tokens/s of all ``prompts`` generated at the same time, one thread each."""
+    counts: list[int] = []
+
+    def run(text: str) -> None:
+        chunks = list(model.generate(text, options))
+        stats = chunks[-1].stats
+        assert stats is not None and stats.done_reason == "length", "a request ended early"
+        counts.append(stats.eval_count)
+
+    threads = [threading.Thread(target=run, args=(p,)) for p in prompts]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(counts) / (time.perf_counter() - start)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--gguf", type=Path, help="a GGUF model (default: the Qwen test model)")
+    parser.add_argument("--parallel", type=int, default=4, help="requests at once (default 4)")
+    parser.add_argument("--runs", type=int, default=3, help="timed rounds (default 3)")
+    parser.add_argument("--num-predict", type=int, default=64, help="max tokens (default 64)")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
+    args = parser.parse_args(argv)
+    gguf = args.gguf
+    if gguf is None:
+        gguf, why = qwen_gguf()
+        if gguf is None:
+            print(f"no model to measure: the Qwen GGUF is not available ({why})")
+            return 0
+    request = {"num_ctx": 1024, "num_thread": args.threads}
+    load = dataclasses.replace(load_params(resolve_options(None, request)), n_seq_max=args.parallel)
+    prompts = [prompt(i) for i in range(args.parallel)]
+    with LoadedModel(gguf, load=load) as model:
+        options = model.resolve({**request, "num_predict": args.num_predict, "temperature": 0})
+        configs = {
+            "1 request alone (baseline)": (True, prompts[:1]),
+            f"{args.parallel} at once, batched steps": (True, prompts),
+            f"{args.parallel} at once, one step at a time": (False, prompts),
+        }
+        speeds: dict[str, list[float]] = {name: [] for name in configs}
+        for round_ in range(args.runs + 1):  # round 0 warms the prompt caches up
+            for name, (batched, texts) in configs.items():
+                model.batch_steps = batched
+                speed = aggregate_speed(model, options, texts)
+                if round_:
+                    speeds[name].append(speed)
+    base = statistics.median(speeds["1 request alone (baseline)"])
+    print(
+        f"parallel benchmark: {gguf.name}, {args.parallel} slots, {args.num_predict} tokens"
+        f" each, {args.threads} threads, median of {args.runs} rounds"
+    )
+    for name, runs in speeds.items():
+        print(f"  {name:<40} {statistics.median(runs) / base:6.3f}× the baseline's tokens/s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
