@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from shared import qwen_gguf
+from shared import add_model_arguments, model_to_measure
 
 from modelkit.runtime.engine import LoadedModel
 
@@ -50,17 +50,11 @@ def tokens_per_second(model: LoadedModel, options: object, top: int | None) -> f
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--gguf", type=Path, help="a GGUF model (default: the Qwen test model)")
-    parser.add_argument("--runs", type=int, default=5, help="timed rounds (default 5)")
-    parser.add_argument("--num-predict", type=int, default=128, help="max tokens (default 128)")
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
+    add_model_arguments(parser, runs=5, num_predict=128)
     args = parser.parse_args(argv)
-    gguf = args.gguf
+    gguf = model_to_measure(args.gguf)
     if gguf is None:
-        gguf, why = qwen_gguf()
-        if gguf is None:
-            print(f"no model to measure: the Qwen GGUF is not available ({why})")
-            return 0
+        return 0
     with LoadedModel(gguf) as model:
         options = model.resolve(
             {"num_predict": args.num_predict, "temperature": 0, "num_thread": args.threads}

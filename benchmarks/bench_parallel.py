@@ -26,7 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from shared import qwen_gguf
+from shared import add_model_arguments, model_to_measure
 
 from modelkit.runtime.engine import LoadedModel
 from modelkit.runtime.options import load_params, resolve_options
@@ -62,18 +62,12 @@ def aggregate_speed(model: LoadedModel, options: Any, prompts: list[str]) -> flo
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--gguf", type=Path, help="a GGUF model (default: the Qwen test model)")
+    add_model_arguments(parser, runs=3, num_predict=64)
     parser.add_argument("--parallel", type=int, default=4, help="requests at once (default 4)")
-    parser.add_argument("--runs", type=int, default=3, help="timed rounds (default 3)")
-    parser.add_argument("--num-predict", type=int, default=64, help="max tokens (default 64)")
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     args = parser.parse_args(argv)
-    gguf = args.gguf
+    gguf = model_to_measure(args.gguf)
     if gguf is None:
-        gguf, why = qwen_gguf()
-        if gguf is None:
-            print(f"no model to measure: the Qwen GGUF is not available ({why})")
-            return 0
+        return 0
     request = {"num_ctx": 1024, "num_thread": args.threads}
     load = dataclasses.replace(load_params(resolve_options(None, request)), n_seq_max=args.parallel)
     prompts = [prompt(i) for i in range(args.parallel)]

@@ -3,6 +3,7 @@ Qwen GGUF (assembled from installed packages; never downloaded)."""
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import sys
 from pathlib import Path
@@ -35,3 +36,24 @@ def qwen_gguf() -> tuple[Path | None, str]:
     if path is None:
         return None, "its pip packages are not installed"
     return path, ""
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, *, runs: int, num_predict: int) -> None:
+    """``--gguf``, ``--runs``, ``--num-predict`` and ``--threads``, as the model benchmarks
+    take them."""
+    parser.add_argument("--gguf", type=Path, help="a GGUF model (default: the Qwen test model)")
+    parser.add_argument("--runs", type=int, default=runs, help=f"timed rounds (default {runs})")
+    parser.add_argument(
+        "--num-predict", type=int, default=num_predict, help=f"max tokens (default {num_predict})"
+    )
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
+
+
+def model_to_measure(gguf: Path | None) -> Path | None:
+    """``gguf``, or the Qwen test model; None (after saying why) when there is none."""
+    if gguf is not None:
+        return gguf
+    found, why = qwen_gguf()
+    if found is None:
+        print(f"no model to measure: the Qwen GGUF is not available ({why})")
+    return found
