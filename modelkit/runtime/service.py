@@ -192,17 +192,27 @@ class InferenceService:
             raise RequestError(f'"{model}" does not support thinking')
         return bool(wanted)
 
-    def chat(self, req: ChatRequest) -> Iterator[Event]:
-        """Check the request, then (lazily) load the model and stream the answer."""
+    def _chat_prompt(self, req: ChatRequest) -> tuple[ModelView, ChatTemplate, bool, Messages]:
+        """The checks of a chat request, then its model, template, think and messages."""
         view = self.view(req.model)
         if any(m.get("images") for m in req.messages) and not view.projectors:
             raise RequestError(f"{view.name} does not support images (it has no vision projector)")
-        grammar = gbnf_for_format(req.format)
         template = self.template_for(view)
         if req.tools and "tools" not in template.capabilities:
             raise RequestError(f"{view.name} does not support tools")
         think = self._think(template, req.think, req.model)
-        messages = chat_messages(view, req.messages)
+        return view, template, think, chat_messages(view, req.messages)
+
+    def render_chat(self, req: ChatRequest) -> str:
+        """The prompt ``req`` would run, without loading the model (nor truncating it to
+        the context: that needs the tokenizer)."""
+        _, template, think, messages = self._chat_prompt(req)
+        return template.render(messages, tools=req.tools, think=req.think if think else None)
+
+    def chat(self, req: ChatRequest) -> Iterator[Event]:
+        """Check the request, then (lazily) load the model and stream the answer."""
+        view, _, think, messages = self._chat_prompt(req)
+        grammar = gbnf_for_format(req.format)
         return self._run(
             view,
             req.options,
@@ -223,13 +233,13 @@ class InferenceService:
             top_logprobs=_top_logprobs(req.logprobs, req.top_logprobs),
         )
 
-    def generate(self, req: GenerateRequest) -> Iterator[Event]:
+    def _generate_prompt(self, req: GenerateRequest) -> tuple[ModelView, ChatTemplate, bool]:
+        """The checks of a generate request, then its model, template and think."""
         view = self.view(req.model)
         if req.raw and (req.template or req.system or req.context):
             raise RequestError("raw mode does not support template, system, or context")
         if req.images and not view.projectors:
             raise RequestError(f"{view.name} does not support images (it has no vision projector)")
-        grammar = gbnf_for_format(req.format)
         template = (
             ChatTemplate(req.template, go=GoTemplate(req.template))
             if req.template
@@ -240,6 +250,31 @@ class InferenceService:
         if req.suffix and "insert" not in template.capabilities:
             raise RequestError(f"{view.name} does not support insert")
         think = self._think(template, req.think, req.model) if not req.raw else False
+        return view, template, think
+
+    @staticmethod
+    def _generate_messages(req: GenerateRequest, view: ModelView) -> Messages:
+        system = req.system if req.system is not None else view.system
+        messages: Messages = [{"role": "system", "content": system}] if system else []
+        if not req.context:
+            messages += [dict(m) for m in view.messages]
+        messages.append({"role": "user", "content": req.prompt})
+        return messages
+
+    def render_generate(self, req: GenerateRequest) -> str:
+        """The prompt ``req`` would run, without loading the model (a ``context`` is left
+        out, as detokenizing it needs the model; nothing is truncated)."""
+        view, template, think = self._generate_prompt(req)
+        if req.raw:
+            return req.prompt
+        if req.suffix:
+            return template.render([], prompt=req.prompt, suffix=req.suffix)
+        messages = self._generate_messages(req, view)
+        return template.render(messages, think=req.think if think else None)
+
+    def generate(self, req: GenerateRequest) -> Iterator[Event]:
+        view, template, think = self._generate_prompt(req)
+        grammar = gbnf_for_format(req.format)
 
         def build_prompt(runner: Runner, opts: Options) -> str:
             if req.raw:
@@ -247,11 +282,7 @@ class InferenceService:
             context = runner.model.detokenize(req.context) if req.context else ""
             if req.suffix:
                 return context + template.render([], prompt=req.prompt, suffix=req.suffix)
-            system = req.system if req.system is not None else view.system
-            messages: Messages = [{"role": "system", "content": system}] if system else []
-            if not req.context:
-                messages += [dict(m) for m in view.messages]
-            messages.append({"role": "user", "content": req.prompt})
+            messages = self._generate_messages(req, view)
             return context + fit_to_context(
                 lambda msgs: template.render(msgs, think=req.think if think else None),
                 lambda text: len(runner.model.tokenize(text)),

@@ -51,6 +51,8 @@ class _Base(BaseModel):
     shift: bool = True
     logprobs: bool = False
     top_logprobs: int = 0
+    debug_render_only: bool = Field(default=False, alias="_debug_render_only")
+    """Answer with the rendered prompt instead of running the model (Ollama's debug flag)."""
 
     @field_validator("think")
     @classmethod

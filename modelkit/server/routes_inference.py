@@ -108,6 +108,13 @@ def _merge(events: list[Event]) -> Event:
     )
 
 
+def debug_answer(model: str, empty: dict[str, Any], prompt: str, images: int) -> JSONResponse:
+    """``_debug_render_only``: the prompt the request renders to, and no generation."""
+    out: dict[str, Any] = {"model": model, "created_at": created_at(), **empty, "done": False}
+    out["_debug_info"] = {"rendered_template": prompt, "image_count": images}
+    return JSONResponse(out)
+
+
 def with_logprobs(out: dict[str, Any], event: Event) -> dict[str, Any]:
     """``logprobs`` last, as Ollama orders its response fields, when the request asked."""
     if event.logprobs:
@@ -130,7 +137,10 @@ async def generate(request: Request) -> Response:
             service, body.model, body.keep_alive, "response", started, body.options
         )
     # The HTTP body and the service request share their field names.
-    req = GenerateRequest(**body.model_dump(exclude={"stream"}))
+    req = GenerateRequest(**body.model_dump(exclude={"stream", "debug_render_only"}))
+    if body.debug_render_only:
+        prompt = await run_in_threadpool(service.render_generate, req)
+        return debug_answer(body.model, {"response": ""}, prompt, len(req.images))
     events = await run_in_threadpool(service.generate, req)
 
     def render(event: Event) -> dict[str, Any]:
@@ -187,7 +197,12 @@ async def chat(request: Request) -> Response:
         return await _load_or_unload(
             service, body.model, body.keep_alive, "message", started, body.options
         )
-    req = ChatRequest(**body.model_dump(exclude={"stream"}))
+    req = ChatRequest(**body.model_dump(exclude={"stream", "debug_render_only"}))
+    if body.debug_render_only:
+        prompt = await run_in_threadpool(service.render_chat, req)
+        images = sum(len(m.get("images") or []) for m in req.messages)
+        message = {"message": {"role": "assistant", "content": ""}}
+        return debug_answer(body.model, message, prompt, images)
     events = await run_in_threadpool(service.chat, req)
 
     def render(event: Event) -> dict[str, Any]:

@@ -246,3 +246,35 @@ def test_context_shift_can_be_turned_off(server: RunningServer) -> None:
     ).json()
     assert stopped["done_reason"] == "length"
     assert stopped["prompt_eval_count"] + stopped["eval_count"] == 32
+
+
+def test_debug_render_only_returns_the_prompt_without_running(server: RunningServer) -> None:
+    url = server.url
+    body = {"model": "tiny", "prompt": "hello", "_debug_render_only": True}
+    rendered = httpx.post(url + "/api/generate", json=body, timeout=30).json()
+    assert rendered["response"] == "" and rendered["done"] is False
+    info = rendered["_debug_info"]
+    assert info["image_count"] == 0
+    prompt = info["rendered_template"]
+    # The model's SYSTEM and MESSAGE, then the prompt, in the GGUF's ChatML template.
+    assert prompt.index("You are terse.") < prompt.index("hi") < prompt.index("hello")
+    assert prompt.endswith("<|im_start|>assistant\n")
+    chat = {
+        "model": "tiny",
+        "messages": [
+            {"role": "system", "content": "Be exact."},
+            {"role": "user", "content": "2+2"},
+        ],
+        "_debug_render_only": True,
+    }
+    answer = httpx.post(url + "/api/chat", json=chat, timeout=30).json()
+    assert answer["message"] == {"role": "assistant", "content": ""}
+    text = answer["_debug_info"]["rendered_template"]
+    assert "Be exact." in text and "You are terse." not in text and "2+2" in text
+    raw = {**body, "raw": True}
+    assert httpx.post(url + "/api/generate", json=raw, timeout=30).json()["_debug_info"] == {
+        "rendered_template": "hello",
+        "image_count": 0,
+    }
+    # Nothing was loaded to answer these.
+    assert httpx.get(url + "/api/ps", timeout=30).json()["models"] == []
