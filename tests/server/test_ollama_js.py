@@ -37,6 +37,10 @@ def test_ollama_js_client(server: RunningServer) -> None:
     gen = out["generate"]
     assert gen["done"] is True and gen["done_reason"] == "length" and gen["eval_count"] == 4
     assert gen["response"]
+    scored = out["logprobs"]
+    assert scored["response"] == gen["response"]  # greedy: logprobs change nothing
+    assert "".join(scored["tokens"]) == scored["response"]
+    assert scored["tops"] == [2] * 4 and scored["finite"] is True
     chat = out["chat"]
     assert chat["parts"] >= 2 and chat["roles"] == ["assistant"]
     assert chat["done"] is True and chat["done_reason"] == "length" and chat["eval_count"] == 4

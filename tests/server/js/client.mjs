@@ -13,6 +13,14 @@ const options = { num_predict: 4, num_thread: 1, temperature: 0, seed: 1 };
 
 const list = await client.list();
 const generated = await client.generate({ model, prompt: "hello", stream: false, options });
+const scored = await client.generate({
+  model,
+  prompt: "hello",
+  stream: false,
+  options,
+  logprobs: true,
+  top_logprobs: 2,
+});
 
 const parts = [];
 const stream = await client.chat({
@@ -41,6 +49,12 @@ console.log(
       done: generated.done,
       done_reason: generated.done_reason,
       eval_count: generated.eval_count,
+    },
+    logprobs: {
+      response: scored.response,
+      tokens: (scored.logprobs ?? []).map((l) => l.token),
+      tops: (scored.logprobs ?? []).map((l) => (l.top_logprobs ?? []).length),
+      finite: (scored.logprobs ?? []).every((l) => Number.isFinite(l.logprob) && l.logprob <= 0),
     },
     chat: {
       parts: parts.length,
