@@ -278,7 +278,9 @@ class LoadedModel:
         internals = _internals()
 
         if not verbose:
-            logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
+            # llama-cpp-python maps ggml's log levels with an older numbering (ggml's WARN
+            # arrives as ERROR, its ERROR as DEBUG), so ERROR would let warnings through.
+            logging.getLogger("llama-cpp-python").setLevel(logging.CRITICAL)
         self.model_path = Path(model_path)
         self.adapter_paths = [Path(a) for a in adapters]
         self.model_params: dict[str, Any] = dict(model_params or {})
