@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import click
@@ -10,7 +11,7 @@ import click
 from modelkit.cli.options import jobs_option
 from modelkit.config import Settings
 from modelkit.errors import ModelkitError
-from modelkit.validate.reports import summary, write_json, write_junit
+from modelkit.validate.reports import case_lines, tally, write_json, write_junit
 from modelkit.validate.runner import Backend, HttpBackend, InProcessBackend, build_model, run_spec
 from modelkit.validate.runner import select as select_cases
 from modelkit.validate.spec import SpecError, load_schema, load_spec
@@ -79,11 +80,14 @@ def test(
         )
         ctx.exit(2)
     backend: Backend = HttpBackend(host) if host else InProcessBackend(settings, jobs)
+    started = time.perf_counter()
     try:
-        results = run_spec(test_spec, backend, model, cases, jobs)
+        results = run_spec(
+            test_spec, backend, model, cases, jobs, on_result=lambda r: click.echo(case_lines(r))
+        )
     finally:
         backend.close()
-    click.echo(summary(results, model))
+    click.echo(tally(results, model, time.perf_counter() - started))
     if json_path:
         write_json(Path(json_path), results, model)
     if junit:

@@ -43,24 +43,32 @@ def _metrics(result: CaseResult) -> dict[str, Any] | None:
     }
 
 
-def summary(results: list[CaseResult], model: str) -> str:
-    lines = []
-    for result in results:
-        label = {"pass": "PASS", "fail": "FAIL", "error": "ERROR"}[result.status]
-        lines.append(f"{label}  {result.name} ({_timings(result)})")
-        for failure in result.failures:
-            lines.append(f"      {failure.assertion}: {failure.message}")
-        if result.error:
-            lines.append(f"      error: {result.error}")
+def case_lines(result: CaseResult) -> str:
+    """One case's verdict with its timings, then each failure (assertion and output)."""
+    label = {"pass": "PASS", "fail": "FAIL", "error": "ERROR"}[result.status]
+    lines = [f"{label}  {result.name} ({_timings(result)})"]
+    for failure in result.failures:
+        lines.append(f"      {failure.assertion}: {failure.message}")
+    if result.error:
+        lines.append(f"      error: {result.error}")
+    return "\n".join(lines)
+
+
+def tally(results: list[CaseResult], model: str, seconds: float | None = None) -> str:
+    """``MODEL: N passed, M failed[, K errors] in Xs`` (``seconds``: the run's wall time;
+    by default the cases' times added up)."""
     passed = sum(r.status == "pass" for r in results)
     failed = sum(r.status == "fail" for r in results)
     errors = sum(r.status == "error" for r in results)
-    total = sum(r.duration for r in results)
-    tally = f"{passed} passed, {failed} failed"
+    total = seconds if seconds is not None else sum(r.duration for r in results)
+    text = f"{passed} passed, {failed} failed"
     if errors:
-        tally += f", {errors} errors"
-    lines.append(f"{model}: {tally} in {total:.2f}s")
-    return "\n".join(lines)
+        text += f", {errors} errors"
+    return f"{model}: {text} in {total:.2f}s"
+
+
+def summary(results: list[CaseResult], model: str, seconds: float | None = None) -> str:
+    return "\n".join([*(case_lines(r) for r in results), tally(results, model, seconds)])
 
 
 def to_json(results: list[CaseResult], model: str) -> dict[str, Any]:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -346,14 +347,28 @@ def run_case(backend: Backend, model: str, case: Case, options: dict[str, Any]) 
 
 
 def run_spec(
-    spec: TestSpec, backend: Backend, model: str, cases: list[Case], jobs: int = 1
+    spec: TestSpec,
+    backend: Backend,
+    model: str,
+    cases: list[Case],
+    jobs: int = 1,
+    on_result: Callable[[CaseResult], None] | None = None,
 ) -> list[CaseResult]:
     """Each case's result, in the cases' order; ``jobs`` > 1 runs that many at once (latency
     budgets then include the wait for a slot). The model is loaded first, so the first
     case's time to first token does not include loading it."""
     with contextlib.suppress(ModelkitError):  # each case then reports the error itself
         backend.warm(model, spec.options)
+    report = on_result or (lambda _result: None)
+    report_lock = threading.Lock()
+
+    def run(case: Case) -> CaseResult:
+        result = run_case(backend, model, case, spec.options)
+        with report_lock:  # as each case ends, so long runs show progress
+            report(result)
+        return result
+
     if jobs <= 1:
-        return [run_case(backend, model, case, spec.options) for case in cases]
+        return [run(case) for case in cases]
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="modelkit-test") as pool:
-        return list(pool.map(lambda case: run_case(backend, model, case, spec.options), cases))
+        return list(pool.map(run, cases))
