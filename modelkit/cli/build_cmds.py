@@ -105,6 +105,12 @@ def build_check(
             spec = load_spec(Path(test_spec))
         except SpecError as err:
             raise click.ClickException("\n".join(err.lines())) from None
+        if spec.model or spec.modelfile:
+            click.echo(
+                f"note: --test runs {test_spec} on the model being built; its"
+                f" {'model' if spec.model else 'modelfile'}: is not used",
+                err=True,
+            )
     if not smoke and spec is None:
         return None
 

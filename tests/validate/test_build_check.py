@@ -112,7 +112,7 @@ def test_failing_build_keeps_the_previous_tag(project: Path, ollama_models: Path
 
 
 def test_build_with_a_passing_spec_tags_the_model(project: Path, ollama_models: Path) -> None:
-    (project / "spec.yaml").write_text(PASSING_SPEC, encoding="utf-8")
+    (project / "spec.yaml").write_text("model: other\n" + PASSING_SPEC, encoding="utf-8")
     code, out, err = run(
         "build",
         "-f",
@@ -126,6 +126,7 @@ def test_build_with_a_passing_spec_tags_the_model(project: Path, ollama_models: 
     )
     assert code == 0, err
     assert "PASS  short" in err and "tiny:v2: 1 passed, 0 failed" in err
+    assert "its model: is not used" in err
     assert out.startswith("tiny:v2 ")
     assert tagged(ollama_models, "tiny:v2") is not None
 
