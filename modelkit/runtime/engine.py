@@ -311,7 +311,9 @@ class LoadedModel:
             self.n_ctx: int = max(n_ctx, 4)
             """Context positions available to one sequence (request)."""
             self.n_seq_max = max(lp.n_seq_max, 1)
-            self.n_batch = max(min(lp.n_batch, self.n_ctx), 1)
+            # A batch must hold one generation step of every slot (llama.cpp aborts the
+            # process when it has more sequences than batch outputs).
+            self.n_batch = max(min(lp.n_batch, self.n_ctx), self.n_seq_max, 1)
             self._adapters: list[Any] = [self._load_adapter(llama_cpp, p) for p in adapters]
             self._ctx: Any = internals.LlamaContext(
                 model=self._model,
@@ -644,10 +646,11 @@ class LoadedModel:
         with self._queue_changed:
             self._queued.append(step)
             self._queue_changed.notify_all()
-        with self._lock:
-            # Another request may have decoded this step while we waited for the lock.
-            if not step.done:
-                self._decode_steps(self._gather())
+        while not step.done:
+            with self._lock:
+                # Another request may have decoded this step while we waited for the lock.
+                if not step.done:
+                    self._decode_steps(self._gather())
         if step.error is not None:
             raise step.error
         if step.seq.guard is not None:
@@ -689,13 +692,16 @@ class LoadedModel:
             rc = llama_cpp.llama_decode(self._ctx.ctx, batch)
             if rc != 0:
                 raise InferenceError(f"llama_decode failed with code {rc}")
-            for i, step in enumerate(steps):
+        except BaseException as err:  # the decode failed: every step of the batch did
+            for step in steps:
+                step.error, step.done = err, True
+            return
+        for i, step in enumerate(steps):
+            try:
                 step.result = self._sample(step.seq, i)
-        except BaseException as err:
-            for step in steps:
+            except BaseException as err:  # one request's sampling fails that request only
                 step.error = err
-        finally:
-            for step in steps:
+            finally:
                 step.done = True
 
     def _sample(self, seq: Sequence, idx: int) -> int:
@@ -771,14 +777,18 @@ class LoadedModel:
         token = self._step(seq, seq.prompt[seq.n_cached :], seq.n_cached)
         seq.prompt_eval_duration = time.perf_counter_ns() - t0
         pieces: list[str] = []
-        # Unlimited (-1) with a context shift would never end on a model that never stops.
+        # Unlimited (any num_predict below 1 but -2, "fill the context") with a context
+        # shift would never end on a model that never stops: Ollama's cap of 10 contexts.
         budget = p.num_predict if p.num_predict > 0 else 0
-        if p.num_predict == -1 and seq.shift:
+        if p.num_predict != -2 and budget == 0 and seq.shift:
             budget = 10 * self.n_ctx
         pending = PendingLogprobs()
         released: list[Logprob] = []
         t_eval = time.perf_counter_ns()
-        self._generation(+1)  # batches of steps now wait for this sequence's too
+        # Batches of steps wait for the sequences counted here; one paused at a yield (its
+        # client reading slowly, or not at all) is not counted meanwhile.
+        self._generation(+1)
+        counted = True
         try:
             while True:
                 seq.generated.append(token)
@@ -796,7 +806,11 @@ class LoadedModel:
                     released += pending.release(len(out))
                     if stream:
                         seq.eval_duration += time.perf_counter_ns() - t_eval
+                        self._generation(-1)
+                        counted = False
                         yield Chunk(out, logprobs=released)
+                        self._generation(+1)
+                        counted = True
                         released = []
                         t_eval = time.perf_counter_ns()
                     else:
@@ -812,7 +826,8 @@ class LoadedModel:
                     break
                 token = self._next_token(seq, token)
         finally:
-            self._generation(-1)
+            if counted:
+                self._generation(-1)
         seq.eval_duration += time.perf_counter_ns() - t_eval
         rest = seq.matcher.feed(seq.decode_text(b"", final=True)) + seq.matcher.flush()
         output = [t for t in seq.generated if not self.is_eog(t)]

@@ -298,8 +298,10 @@ class ResponseStream:
         text = "".join(parts)
         item = self.output[index] = reasoning_item(item_id, text)
         where = {"item_id": item_id, "output_index": index, "summary_index": 0}
+        part = {"type": "summary_text", "text": text}
         return [
             self._event("response.reasoning_summary_text.done", **where, text=text),
+            self._event("response.reasoning_summary_part.done", **where, part=part),
             self._event("response.output_item.done", output_index=index, item=item),
         ]
 
@@ -324,7 +326,12 @@ class ResponseStream:
             if self.reasoning is None:
                 item_id = _new_id("rs")
                 index, added = self._open(reasoning_item(item_id, ""))
+                empty = {"type": "summary_text", "text": ""}
+                where = {"item_id": item_id, "output_index": index, "summary_index": 0}
                 out += added
+                out.append(
+                    self._event("response.reasoning_summary_part.added", **where, part=empty)
+                )
                 self.reasoning = (index, item_id, [])
             index, item_id, parts = self.reasoning
             parts.append(event.thinking)
@@ -356,7 +363,8 @@ class ResponseStream:
             out += self._call(call)
         if event.done:
             out += self._close_reasoning() + self._close_message()
-            if not self.output:  # an empty answer is still one (empty) message
+            if not any(item["type"] in ("message", "function_call") for item in self.output):
+                # An answer with no text and no call is still one (empty) message, as whole.
                 index, added = self._open(message_item(_new_id("msg"), ""))
                 out += added
                 item = self.output[index]

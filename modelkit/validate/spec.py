@@ -208,14 +208,16 @@ class _Reader:
     def problem(self, where: list[str | int], message: str) -> None:
         self.problems.append(SpecProblem(_line_of(self.root, where), message))
 
-    def check_regexes(self, index: int, raw: dict[str, Any]) -> None:
-        for position, item in enumerate(raw.get("assert", [])):
-            if "regex" in item:
-                try:
-                    re.compile(item["regex"])
-                except re.error as err:
-                    where: list[str | int] = ["cases", index, "assert", position, "regex"]
-                    self.problem(where, f"invalid regex {item['regex']!r}: {err}")
+    def check_regexes(self, index: int, case: Case) -> None:
+        """Each regex as the case runs it (placeholders filled in), compiled now."""
+        for position, assertion in enumerate(case.asserts):
+            if assertion.kind != "regex":
+                continue
+            try:
+                re.compile(assertion.value)
+            except re.error as err:
+                where: list[str | int] = ["cases", index, "assert", position, "regex"]
+                self.problem(where, f"{case.name}: invalid regex {assertion.value!r}: {err}")
 
     def table(self, index: int, params: dict[str, Any]) -> list[dict[str, Any]]:
         if "vars" in params:
@@ -242,14 +244,14 @@ class _Reader:
     def cases(self, data: dict[str, Any]) -> list[Case]:
         cases: list[Case] = []
         for index, raw in enumerate(data["cases"]):
-            self.check_regexes(index, raw)
             images = self.images(index, raw)
             params = raw.get("parametrize")
-            if not params:
-                cases.append(_case(raw, None, raw["name"], images))
-                continue
-            for i, values in enumerate(self.table(index, params)):
-                cases.append(_case(raw, values, _case_name(raw["name"], i, values), images))
+            rows = self.table(index, params) if params else [None]
+            for i, values in enumerate(rows):
+                name = _case_name(raw["name"], i, values) if values is not None else raw["name"]
+                case = _case(raw, values, name, images)
+                self.check_regexes(index, case)
+                cases.append(case)
         names = [c.name for c in cases]
         for duplicate in sorted({n for n in names if names.count(n) > 1}):
             self.problem([], f"duplicate case name: {duplicate}")

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from modelkit.errors import InferenceError
 from modelkit.runtime.constrain import gbnf_for_format
 from modelkit.runtime.engine import LoadedModel
 from modelkit.runtime.options import load_params, resolve_options
@@ -99,3 +100,59 @@ def test_grammar_and_logprobs_stay_with_their_sequence(model: LoadedModel) -> No
         logprobs = chunks["logprobs"]
         assert "".join(x.chosen.token for x in logprobs) == got["logprobs"]
         assert all(x.top[0].token == x.chosen.token for x in logprobs)
+
+
+def test_one_requests_sampling_error_fails_only_that_request(
+    model: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sample = model._sample
+    calls = {"guarded": 0}
+
+    def failing(seq: Any, idx: int) -> int:
+        if seq.guard is not None:
+            calls["guarded"] += 1
+            if calls["guarded"] == 3:
+                raise InferenceError("the sampler selected no token")
+        return sample(seq, idx)
+
+    monkeypatch.setattr(model, "_sample", failing)
+    grammar = gbnf_for_format("json")
+
+    def attempt(**kwargs: Any) -> str:
+        try:
+            return generate(model, "hello there", **kwargs)
+        except InferenceError as err:
+            return f"failed: {err}"
+
+    with model:
+        alone = generate(model, "one two three four")
+        got = in_parallel(
+            {
+                "json": lambda: attempt(grammar=grammar),
+                "plain": lambda: attempt(),
+                "other": lambda: generate(model, "one two three four"),
+            }
+        )
+    assert got["json"] == "failed: the sampler selected no token"
+    assert not got["plain"].startswith("failed") and got["other"] == alone
+
+
+def test_a_paused_stream_does_not_hold_batches_up(model: LoadedModel) -> None:
+    with model:
+        options = model.resolve({**REQUEST, "num_predict": 40, "temperature": 0})
+        paused = model.generate("hello there", options)
+        next(paused)  # now waiting at a yield for its reader
+        assert model._generating == 0  # batches do not wait for it
+        text = generate(model, "one two three four")
+        assert text
+        paused.close()
+        assert model._generating == 0 and model._queued == []
+
+
+def test_a_batch_holds_a_step_of_every_slot(tiny_gguf: Path) -> None:
+    request = {**REQUEST, "num_batch": 2}
+    load = dataclasses.replace(load_params(resolve_options(None, request)), n_seq_max=3)
+    with LoadedModel(tiny_gguf, load=load, cache_prompt=False) as model:
+        assert model.n_batch == 3  # llama.cpp aborts the process on fewer outputs than slots
+        alone = {p: generate(model, p) for p in PROMPTS}
+        assert in_parallel({p: lambda p=p: generate(model, p) for p in PROMPTS}) == alone

@@ -252,8 +252,9 @@ def test_full_context_shifts_and_goes_on(tiny_gguf: Path) -> None:
         assert off is not None and off.done_reason == "length"
         assert off.prompt_eval_count + off.eval_count == 32
         # Unlimited: ten contexts' worth at most (a random model never stops by itself).
-        endless = list(m.generate(PROMPT, opts(num_predict=-1)))[-1].stats
-        assert endless is not None and endless.eval_count == 10 * 32
+        for unlimited in (-1, 0, -3):
+            endless = list(m.generate(PROMPT, opts(num_predict=unlimited)))[-1].stats
+            assert endless is not None and endless.eval_count == 10 * 32
         # The shifted slot is not reused as a prompt cache: the next request starts clean.
         after = list(m.generate(PROMPT, opts(num_predict=2)))[-1].stats
         assert after is not None and after.cached_count == 0

@@ -156,6 +156,24 @@ def test_reasoning_is_exposed_under_both_names(server: RunningServer, tiny_store
     assert "reasoning" not in off["choices"][0]["message"]
     assert off["choices"][0]["message"]["content"]
 
+    # The Responses API: a reasoning summary item, then an (empty) message, whole or streamed.
+    c = client(server)
+    args: dict[str, Any] = {"model": "thinker", "input": "hi", "max_output_tokens": 8}
+    whole_response = c.responses.create(**args, temperature=0)
+    assert [item.type for item in whole_response.output] == ["reasoning", "message"]
+    summary = whole_response.output[0].summary  # type: ignore[union-attr]
+    assert summary[0].text == message["reasoning"]
+    events = list(c.responses.create(**args, temperature=0, stream=True))
+    kinds = [e.type for e in events]
+    assert kinds.index("response.reasoning_summary_part.added") < kinds.index(
+        "response.reasoning_summary_text.delta"
+    )
+    assert kinds.index("response.reasoning_summary_text.done") < kinds.index(
+        "response.reasoning_summary_part.done"
+    )
+    final = events[-1].response  # type: ignore[union-attr]
+    assert [item.type for item in final.output] == ["reasoning", "message"]
+
 
 def test_completions(server: RunningServer) -> None:
     c = client(server)

@@ -13,7 +13,7 @@ from fixtures.server import running_server
 from modelkit.validate.assertions import Output, ToolCallOut, check
 from modelkit.validate.runner import _messages
 from modelkit.validate.similarity import cosine, rouge_l, token_f1
-from modelkit.validate.spec import Assertion, parse_spec
+from modelkit.validate.spec import Assertion, SpecError, parse_spec
 
 WEATHER = {"type": "object", "required": ["city"], "properties": {"city": {"const": "Paris"}}}
 
@@ -285,3 +285,21 @@ def test_readme_spec_example_is_valid(tmp_path: Path) -> None:
     assert [c.name for c in spec.cases] == ["capital[0]", "weather"]
     kinds = [a.kind for c in spec.cases for a in c.asserts]
     assert {"tool_call", "similar", "max_ttft_ms", "min_tokens_per_s"} <= set(kinds)
+
+
+def test_regex_is_checked_after_placeholders_are_filled_in(tmp_path: Path) -> None:
+    text = """\
+model: m
+cases:
+  - name: lang
+    prompt: "Say {lang}"
+    parametrize:
+      vars: [{lang: "ok"}, {lang: "f(x"}]
+    assert:
+      - regex: "{lang}"
+"""
+    with pytest.raises(SpecError) as info:
+        parse_spec(text, tmp_path / "spec.yaml")
+    lines = info.value.lines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"{tmp_path / 'spec.yaml'}:8: lang[1]: invalid regex 'f(x'")
