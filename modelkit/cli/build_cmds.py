@@ -209,7 +209,10 @@ BUILD_OPTIONS = [
     click.option(
         "--no-check",
         is_flag=True,
-        help="Skip the smoke check (load, render the template, generate a few tokens).",
+        envvar="MODELKIT_NO_CHECK",
+        help="Skip the smoke check (load, render the template, generate a few tokens);"
+        " also MODELKIT_NO_CHECK=1, e.g. on a machine that builds and pushes models too big"
+        " to load.",
     ),
     click.option(
         "--test",

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import gguf
+import pytest
 
 from fixtures.cli import run_cli as run
 from modelkit.names import ModelName
@@ -59,10 +60,15 @@ def test_smoke_check_runs_once_per_model(project: Path, ollama_models: Path) -> 
     assert code == 0 and "smoke check passed" in err
 
 
-def test_no_check_skips_it(project: Path, ollama_models: Path) -> None:
+def test_no_check_skips_it(
+    project: Path, ollama_models: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     code, _, err = run("build", "--no-check", "-f", str(project / "Modelfile"), "-t", "tiny:v1")
     assert code == 0 and "smoke check" not in err
     assert tagged(ollama_models, "tiny:v1") is not None
+    monkeypatch.setenv("MODELKIT_NO_CHECK", "1")  # for machines that cannot load the model
+    code, _, err = run("build", "-f", str(project / "Modelfile"), "-t", "tiny:v2")
+    assert code == 0 and "smoke check" not in err
 
 
 def test_weights_llama_cpp_cannot_load_fail_the_build(
