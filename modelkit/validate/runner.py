@@ -56,19 +56,34 @@ def _messages(case: Case) -> list[dict[str, Any]] | None:
     return messages
 
 
-class _Timer:
-    """Client-side timings of one streamed answer."""
+class _Answer:
+    """A streamed answer as it arrives, timed as the client sees it."""
 
     def __init__(self) -> None:
         self.start = time.perf_counter()
         self.first: float | None = None
+        self.content: list[str] = []
+        self.thinking: list[str] = []
+        self.calls: list[ToolCallOut] = []
 
-    def saw_output(self) -> None:
-        if self.first is None:
+    def add(self, text: str, thought: str, calls: list[ToolCallOut]) -> None:
+        if self.first is None and (text or thought or calls):
             self.first = time.perf_counter() - self.start
+        self.content.append(text)
+        self.thinking.append(thought)
+        self.calls += calls
 
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.start
+    def output(self, done_reason: str, eval_count: int, eval_duration: float | None) -> Output:
+        return Output(
+            "".join(self.content),
+            done_reason,
+            eval_count,
+            tool_calls=self.calls,
+            thinking="".join(self.thinking),
+            eval_duration=eval_duration,
+            ttft=self.first,
+            total=time.perf_counter() - self.start,
+        )
 
 
 class InProcessBackend:
@@ -94,7 +109,7 @@ class InProcessBackend:
     def run(self, model: str, case: Case, options: dict[str, Any]) -> Output:
         from modelkit.runtime.service import ChatRequest, GenerateRequest
 
-        timer = _Timer()
+        answer = _Answer()
         messages = _messages(case)
         if messages is not None:
             events = self.service.chat(
@@ -117,31 +132,16 @@ class InProcessBackend:
                     images=list(case.images),
                 )
             )
-        content: list[str] = []
-        thinking: list[str] = []
-        calls: list[ToolCallOut] = []
         done_reason, eval_count, eval_duration = "", 0, None
         for event in events:
-            if event.content or event.thinking or event.tool_calls:
-                timer.saw_output()
-            content.append(event.content)
-            thinking.append(event.thinking)
-            calls += [ToolCallOut(c.name, c.arguments) for c in event.tool_calls]
+            calls = [ToolCallOut(c.name, c.arguments) for c in event.tool_calls]
+            answer.add(event.content, event.thinking, calls)
             if event.done:
                 done_reason = event.done_reason
                 if event.stats:
                     eval_count = event.stats.eval_count
                     eval_duration = event.stats.eval_duration / 1e9
-        return Output(
-            "".join(content),
-            done_reason,
-            eval_count,
-            tool_calls=calls,
-            thinking="".join(thinking),
-            eval_duration=eval_duration,
-            ttft=timer.first,
-            total=timer.elapsed(),
-        )
+        return answer.output(done_reason, eval_count, eval_duration)
 
     def embed(self, model: str, texts: list[str]) -> list[list[float]]:
         vectors: list[list[float]] = self.service.embed(model, texts).embeddings
@@ -206,38 +206,28 @@ class HttpBackend:
             if case.images:
                 body["images"] = list(case.images)
             path = "/api/generate"
-        timer = _Timer()
-        content: list[str] = []
-        thinking: list[str] = []
-        calls: list[ToolCallOut] = []
+        answer = _Answer()
         last: dict[str, Any] = {}
         for chunk in self._post(path, body):
             message = chunk.get("message") or {}
-            text = str(message.get("content") or chunk.get("response") or "")
-            thought = str(message.get("thinking") or chunk.get("thinking") or "")
-            new_calls = [
+            calls = [
                 ToolCallOut(
                     str(c.get("function", {}).get("name", "")),
                     dict(c.get("function", {}).get("arguments") or {}),
                 )
                 for c in message.get("tool_calls") or []
             ]
-            if text or thought or new_calls:
-                timer.saw_output()
-            content.append(text)
-            thinking.append(thought)
-            calls += new_calls
+            answer.add(
+                str(message.get("content") or chunk.get("response") or ""),
+                str(message.get("thinking") or chunk.get("thinking") or ""),
+                calls,
+            )
             last = chunk
         eval_ns = last.get("eval_duration")
-        return Output(
-            "".join(content),
+        return answer.output(
             str(last.get("done_reason", "")),
             int(last.get("eval_count", 0)),
-            tool_calls=calls,
-            thinking="".join(thinking),
-            eval_duration=int(eval_ns) / 1e9 if eval_ns else None,
-            ttft=timer.first,
-            total=timer.elapsed(),
+            int(eval_ns) / 1e9 if eval_ns else None,
         )
 
     def embed(self, model: str, texts: list[str]) -> list[list[float]]:
