@@ -239,6 +239,14 @@ class Sequence:
             self.guard.close()
 
 
+def _accept_guarded(seq: Sequence, token: int) -> None:
+    """A grammar-guarded sample is not accepted by the sampler chain itself: accept it into
+    the chain and the grammar (an unguarded one was accepted while sampling)."""
+    if seq.guard is not None:
+        seq.sampler.accept(token)
+        seq.guard.accept(token)
+
+
 @dataclass
 class _QueuedStep:
     """A generated token waiting to be decoded in its slot, and then the next token."""
@@ -653,9 +661,7 @@ class LoadedModel:
                     self._decode_steps(self._gather())
         if step.error is not None:
             raise step.error
-        if step.seq.guard is not None:
-            step.seq.sampler.accept(step.result)
-            step.seq.guard.accept(step.result)
+        _accept_guarded(seq, step.result)
         return step.result
 
     def _gather(self) -> list[_QueuedStep]:
@@ -678,20 +684,9 @@ class LoadedModel:
     def _decode_steps(self, steps: list[_QueuedStep]) -> None:
         """One ``llama_decode`` for ``steps`` (one token each, in different slots), then each
         slot samples at its own position. Runs under the context lock."""
-        llama_cpp = _llama()
         try:
             self._check_open()
-            batch = self._batch.batch
-            batch.n_tokens = len(steps)
-            for i, step in enumerate(steps):
-                batch.token[i] = step.token
-                batch.pos[i] = step.pos
-                batch.n_seq_id[i] = 1
-                batch.seq_id[i][0] = step.seq.seq_id
-                batch.logits[i] = True
-            rc = llama_cpp.llama_decode(self._ctx.ctx, batch)
-            if rc != 0:
-                raise InferenceError(f"llama_decode failed with code {rc}")
+            self._decode([(s.token, s.pos, s.seq.seq_id, True) for s in steps])
         except BaseException as err:  # the decode failed: every step of the batch did
             for step in steps:
                 step.error, step.done = err, True
@@ -720,28 +715,32 @@ class LoadedModel:
 
     def _step(self, seq: Sequence, tokens: list[int], pos: int) -> int:
         """Decode ``tokens`` at ``pos`` in ``seq``'s slot, then sample its next token."""
-        llama_cpp = _llama()
         with self._lock:
             self._check_open()
-            batch = self._batch.batch
             for start in range(0, len(tokens), self.n_batch):
                 part = tokens[start : start + self.n_batch]
-                batch.n_tokens = len(part)
-                for i, tok in enumerate(part):
-                    batch.token[i] = tok
-                    batch.pos[i] = pos + start + i
-                    batch.n_seq_id[i] = 1
-                    batch.seq_id[i][0] = seq.seq_id
-                    batch.logits[i] = False
-                batch.logits[len(part) - 1] = True
-                rc = llama_cpp.llama_decode(self._ctx.ctx, batch)
-                if rc != 0:
-                    raise InferenceError(f"llama_decode failed with code {rc}")
+                last = len(part) - 1
+                self._decode(
+                    [(tok, pos + start + i, seq.seq_id, i == last) for i, tok in enumerate(part)]
+                )
             token = self._sample(seq, -1)
-        if seq.guard is not None:
-            seq.sampler.accept(token)
-            seq.guard.accept(token)
+        _accept_guarded(seq, token)
         return token
+
+    def _decode(self, entries: list[tuple[int, int, int, bool]]) -> None:
+        """One ``llama_decode`` of (token, position, slot, wants logits) entries (under the
+        lock; at most ``n_batch`` of them)."""
+        batch = self._batch.batch
+        batch.n_tokens = len(entries)
+        for i, (token, pos, seq_id, logits) in enumerate(entries):
+            batch.token[i] = token
+            batch.pos[i] = pos
+            batch.n_seq_id[i] = 1
+            batch.seq_id[i][0] = seq_id
+            batch.logits[i] = logits
+        rc = _llama().llama_decode(self._ctx.ctx, batch)
+        if rc != 0:
+            raise InferenceError(f"llama_decode failed with code {rc}")
 
     def _shift_context(self, seq: Sequence) -> bool:
         """Make room in a full context: drop the older half of the tokens after the first
