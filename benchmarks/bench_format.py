@@ -135,6 +135,7 @@ def make_configs(gguf: Path, num_predict: int, threads: int) -> tuple[list[Confi
     import llama_cpp
 
     import modelkit.runtime.engine as engine
+    from modelkit.cpu import guarded_llama
     from modelkit.runtime.constrain import GrammarGuard, gbnf_for_format
     from modelkit.runtime.engine import LoadedModel
     from modelkit.runtime.options import load_params, resolve_options
@@ -160,7 +161,7 @@ def make_configs(gguf: Path, num_predict: int, threads: int) -> tuple[list[Confi
     json_gbnf = gbnf_for_format("json")
     schema_gbnf = gbnf_for_format(SCHEMA)
 
-    llm = llama_cpp.Llama(str(gguf), n_ctx=2048, n_threads=threads, verbose=False)
+    llm = guarded_llama(str(gguf), n_ctx=2048, n_threads=threads, verbose=False)
     stock_grammar = llama_cpp.LlamaGrammar.from_json_schema(json.dumps(SCHEMA), verbose=False)
     if stock_grammar._grammar != schema_gbnf:
         print("note: modelkit's and llama-cpp-python's schema grammars differ", file=sys.stderr)

@@ -261,7 +261,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         import httpx
-        import llama_cpp
+        import llama_cpp  # noqa: F401  (guarded_llama loads it; say so here when missing)
+
+        from modelkit.cpu import guarded_llama
     except ImportError as exc:
         print(f"skipped: {exc.name} is not installed")
         return 0
@@ -302,8 +304,8 @@ def main(argv: list[str] | None = None) -> int:
         store.mkdir()
         build_model(gguf, store, work, args.threads)
 
-        llm = llama_cpp.Llama(
-            model_path=str(gguf),
+        llm = guarded_llama(  # the same CPU kernels as modelkit's runtime (AMX guard)
+            str(gguf),
             n_ctx=2048,
             n_threads=args.threads,
             n_threads_batch=args.threads,

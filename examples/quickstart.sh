@@ -5,10 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
+# shellcheck source=examples/setup-env.sh
+. examples/setup-env.sh
+modelkit_use_python           # the active virtualenv, else .venv here (never the system python)
 python -m pip install -q -e .
-if ! python -c "import llama_cpp" 2>/dev/null; then
-    CMAKE_ARGS="-DGGML_OPENMP=OFF -DLLAVA_BUILD=OFF" python -m pip install -q "llama-cpp-python==0.3.36"
-fi
+modelkit_install_llama_cpp
+python -m modelkit.cpu  # which llama.cpp CPU kernels this machine gets
 python examples/fetch_models.py qwen
 modelkit build -f examples/Modelfile -t qwen-coder:example
 modelkit show qwen-coder:example

@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from modelkit import OLLAMA_API_VERSION
+
 log = logging.getLogger(__name__)
 
 _GO_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
@@ -423,6 +425,8 @@ class Settings:
     debug: int = 0
     tmpdir: Path | None = None
     nohistory: bool = False
+    ollama_version: str = OLLAMA_API_VERSION
+    amx: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -451,6 +455,8 @@ class Settings:
             debug=parse_debug(env_value(env, "OLLAMA_DEBUG")),
             tmpdir=Path(tmpdir).expanduser() if tmpdir else None,
             nohistory=env_bool(env, "OLLAMA_NOHISTORY"),
+            ollama_version=env_value(env, "MODELKIT_OLLAMA_VERSION") or OLLAMA_API_VERSION,
+            amx=env_bool(env, "MODELKIT_AMX"),
         )
 
     @property
@@ -521,6 +527,16 @@ class Settings:
                 "OLLAMA_TMPDIR",
                 str(self.tmpdir) if self.tmpdir else "",
                 "Location for temporary files",
+            ),
+            (
+                "MODELKIT_AMX",
+                _bool_text(self.amx),
+                "Let llama.cpp use its AMX kernels where built in (off: they crash many CPUs)",
+            ),
+            (
+                "MODELKIT_OLLAMA_VERSION",
+                self.ollama_version,
+                "The Ollama version /api/version reports (clients gate features on it)",
             ),
         ]
 

@@ -547,8 +547,9 @@ def test_describe_rows() -> None:
     rows = s.describe()
     names = [name for name, _, _ in rows]
     assert len(names) == len(set(names))
-    assert all(name.startswith("OLLAMA_") and text for name, _, text in rows)
+    assert all(name.startswith(("OLLAMA_", "MODELKIT_")) and text for name, _, text in rows)
     values = {name: value for name, value, _ in rows}
+    assert values["MODELKIT_AMX"] == "false" and values["MODELKIT_OLLAMA_VERSION"] == "0.33.0"
     assert values["OLLAMA_HOST"] == "http://127.0.0.1:11434"
     assert values["OLLAMA_MODELS"] == "/m"
     assert values["OLLAMA_KEEP_ALIVE"] == "forever"

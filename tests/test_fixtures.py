@@ -18,6 +18,7 @@ from fixtures.tiny_gguf import (
     write_tiny_gguf,
     write_tiny_lora_gguf,
 )
+from modelkit.cpu import guarded_llama
 
 PROMPT = "Hello world, the"
 
@@ -31,9 +32,8 @@ def llama_cpp() -> ModuleType:
 
 
 def _load(llama_cpp: ModuleType, path: Path, **kwargs: Any) -> Any:
-    return llama_cpp.Llama(
-        model_path=str(path), n_ctx=256, n_threads=2, seed=0, verbose=False, **kwargs
-    )
+    # guarded: llama.cpp's AMX kernels, where built in, crash on many CPUs (modelkit.cpu)
+    return guarded_llama(str(path), n_ctx=256, n_threads=2, seed=0, verbose=False, **kwargs)
 
 
 def _complete(llm: Any, prompt: str = PROMPT, max_tokens: int = 12) -> dict[str, Any]:
@@ -200,7 +200,7 @@ def test_mismatched_lora_gives_null_handle(
 
 @pytest.mark.slow
 def test_qwen_answers_paris(llama_cpp: ModuleType, qwen_gguf: Path) -> None:
-    llm = llama_cpp.Llama(model_path=str(qwen_gguf), n_ctx=512, n_threads=2, verbose=False)
+    llm = guarded_llama(str(qwen_gguf), n_ctx=512, n_threads=2, verbose=False)
     assert "<|im_start|>" in llm.metadata["tokenizer.chat_template"]
     reply = llm.create_chat_completion(
         [{"role": "user", "content": "What is the capital of France?"}],
@@ -212,7 +212,7 @@ def test_qwen_answers_paris(llama_cpp: ModuleType, qwen_gguf: Path) -> None:
 
 @pytest.mark.slow
 def test_gemma_is_a_base_model(llama_cpp: ModuleType, gemma_gguf: Path) -> None:
-    llm = llama_cpp.Llama(model_path=str(gemma_gguf), n_ctx=256, n_threads=2, verbose=False)
+    llm = guarded_llama(str(gemma_gguf), n_ctx=256, n_threads=2, verbose=False)
     assert llm.metadata["general.architecture"] == "gemma3"
     assert "tokenizer.chat_template" not in llm.metadata
     out = llm.create_completion("The capital of France is", max_tokens=8, temperature=0.0)

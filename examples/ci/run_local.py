@@ -6,7 +6,7 @@ workspace, and the few actions the workflow uses are mapped to local equivalents
 
     actions/checkout             copy the repo's files (git ls-files: tracked + untracked,
                                  not ignored) into the workspace
-    actions/setup-python         a fresh ``python -m venv --system-site-packages`` on PATH
+    actions/setup-python         a fresh venv on PATH that sees this interpreter's packages
     actions/cache                nothing
     github/codeql-action/upload-sarif   check the file is SARIF 2.1.0 JSON, keep a copy
     actions/upload-artifact      copy the paths into OUT/artifacts/NAME/
@@ -19,10 +19,10 @@ Any other action, or a ``${{ }}`` expression outside ``env.*``, ``github.workspa
 
 By default ``MODELKIT_PACKAGE`` installs the workspace copy of this checkout, editable (as
 README's development setup does; ``--wheel``: as a built wheel, as a user's CI gets it), with
-``PIP_NO_DEPS=1``: llama-cpp-python and the other dependencies come from the system
-site-packages, so nothing is compiled or downloaded but pip's build backend. ``--as-is`` keeps
-the definition's own values. ``--env K=V`` overrides any variable; ``--replace DEST=SRC`` puts SRC
-at DEST in the workspace after checkout.
+``PIP_NO_DEPS=1``: llama-cpp-python and the other dependencies come from the environment that
+runs this script (a virtualenv or not), so nothing is compiled or downloaded but pip's build
+backend. ``--as-is`` keeps the definition's own values. ``--env K=V`` overrides any variable;
+``--replace DEST=SRC`` puts SRC at DEST in the workspace after checkout.
 
     python examples/ci/run_local.py github|gitlab [--out DIR] [--env K=V] [--replace DEST=SRC]
 
@@ -33,13 +33,16 @@ supported. OUT/result.json records each step's status and where the JUnit report
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import re
 import shlex
 import shutil
+import site
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -146,16 +149,26 @@ class Run:
         print(f"copied {self.repo} into {self.workspace}")
 
     def venv(self, python_version: str | None) -> dict[str, str]:
-        """A fresh venv seeing the system site-packages; returns the env entries to use it.
-        ``--without-pip``: ``python -m pip`` is the system pip, installing into the venv."""
+        """A fresh venv seeing this interpreter's packages; returns the env entries to use it.
+
+        Not ``venv --system-site-packages``: run from a virtualenv, that sees the base
+        interpreter's site-packages, not the virtualenv's where the dependencies are. A
+        ``.pth`` file adds :func:`parent_site_dirs` instead (their own ``.pth`` files, e.g.
+        editable installs, included); named to sort last, so what the job installs into the
+        venv comes first. ``--without-pip`` when pip is there: ``python -m pip`` is then
+        this interpreter's pip, installing into the venv."""
         here = f"{sys.version_info.major}.{sys.version_info.minor}"
         if python_version and str(python_version) != here:
             print(f"note: the definition asks for Python {python_version}; using {here}")
         path = self.runner / "venv"
-        subprocess.run(
-            [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(path)],
-            check=True,
-        )
+        without_pip = ["--without-pip"] if importlib.util.find_spec("pip") else []
+        subprocess.run([sys.executable, "-m", "venv", *without_pip, str(path)], check=True)
+        code = "import sysconfig; print(sysconfig.get_path('purelib'))"
+        purelib = subprocess.run(
+            [path / "bin" / "python", "-c", code], check=True, capture_output=True, text=True
+        ).stdout.strip()
+        lines = [f"import site; site.addsitedir({d!r})" for d in parent_site_dirs()]
+        (Path(purelib) / "zz-run-local-parent.pth").write_text("\n".join(lines) + "\n")
         print(f"created {path}")
         return {"VIRTUAL_ENV": str(path), "PATH": f"{path / 'bin'}{os.pathsep}{os.environ['PATH']}"}
 
@@ -203,6 +216,16 @@ class Run:
         print(f"job {'passed' if ok else 'FAILED'}; results in {self.out / 'result.json'}")
         print(f"JUnit report: {', '.join(junit) if junit else 'none'}")
         return 0 if ok else 1
+
+
+def parent_site_dirs() -> list[str]:
+    """The site-packages folders of the interpreter running this script: its virtualenv's
+    (and the base's, when that venv includes them) or, outside one, the base's and the user's."""
+    dirs = list(site.getsitepackages())
+    if site.ENABLE_USER_SITE:
+        dirs.append(site.getusersitepackages())
+    dirs += [sysconfig.get_path("purelib"), sysconfig.get_path("platlib")]
+    return [d for d in dict.fromkeys(dirs) if os.path.isdir(d)]
 
 
 # ---------------------------------------------------------------------------------- GitHub

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from modelkit import __version__
+from modelkit import OLLAMA_API_VERSION, __version__
 from modelkit.errors import ModelkitError
 
 # Each command's module is imported only when that command runs (or --help lists it): a
@@ -62,7 +62,13 @@ class ModelkitGroup(click.Group):
 
 
 @click.group(cls=ModelkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, "-v", "--version", prog_name="modelkit")
+@click.version_option(
+    __version__,
+    "-v",
+    "--version",
+    prog_name="modelkit",
+    message=f"%(prog)s %(version)s (Ollama API {OLLAMA_API_VERSION})",
+)
 def cli() -> None:
     """Build, test, ship and serve local LLMs from Ollama Modelfiles.
 

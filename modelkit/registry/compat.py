@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from modelkit.cpu import amx_allowed, apply_kernels
 from modelkit.errors import RegistryError, StoreError
 from modelkit.store import MEDIA_TYPE_MODEL, Store, StoredManifest, read_gguf_info
 
@@ -42,6 +43,7 @@ def _llama_accepts(path: Path) -> bool | None:
         params.vocab_only = True
         params.use_mmap = True
         params.n_gpu_layers = 0
+        apply_kernels(lib, params, allow_amx=amx_allowed())
         model = lib.llama_model_load_from_file(os.fsencode(path), params)
         if not model:
             return False

@@ -10,7 +10,10 @@ sampled tokens are already valid, so one single-token check usually suffices.
 from __future__ import annotations
 
 import ctypes
+import functools
+import importlib.util
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,11 +29,28 @@ def _llama() -> Any:
     return llama_cpp
 
 
+@functools.cache
+def _llama_grammar() -> Any:
+    """llama-cpp-python's ``llama_grammar`` module (JSON Schema → GBNF, pure Python), loaded
+    by path: importing it through the ``llama_cpp`` package would load the native library
+    into a process that only checks requests (the server; models run in runners)."""
+    spec = importlib.util.find_spec("llama_cpp")
+    if spec is None or not spec.submodule_search_locations:
+        raise InferenceError("llama-cpp-python is not installed (pip install 'modelkit[runtime]')")
+    path = Path(next(iter(spec.submodule_search_locations))) / "llama_grammar.py"
+    loaded = importlib.util.spec_from_file_location("modelkit_llama_grammar", path)
+    if loaded is None or loaded.loader is None:
+        raise InferenceError(f"cannot read {path}")
+    module = importlib.util.module_from_spec(loaded)
+    loaded.loader.exec_module(module)
+    return module
+
+
 def gbnf_for_format(fmt: Any) -> str | None:
     """The grammar for a request's ``format``: None, ``"json"`` or a JSON Schema object."""
     if fmt in (None, "", "null"):
         return None
-    from llama_cpp import llama_grammar
+    llama_grammar = _llama_grammar()
 
     if fmt == "json":
         return str(llama_grammar.JSON_GBNF)

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
+from modelkit.cpu import apply_kernels
 from modelkit.errors import InferenceError, RequestError
 from modelkit.runtime.constrain import GrammarGuard
 from modelkit.runtime.logprobs import Logprob, PendingLogprobs, token_logprobs
@@ -301,6 +302,9 @@ class LoadedModel:
         mparams.n_gpu_layers = lp.n_gpu_layers
         mparams.main_gpu = lp.main_gpu
         mparams.load_mode = llama_cpp.LLAMA_LOAD_MODE_MMAP if lp.use_mmap else 0
+        self.kernels = apply_kernels(
+            llama_cpp, mparams, allow_amx=lp.allow_amx, safe=lp.safe_kernels
+        )
         try:
             # verbose=True: do not let the wrapper redirect file descriptors (not
             # thread-safe); llama.cpp's log output is filtered by the logger level instead.

@@ -123,6 +123,9 @@ class RuntimeDefaults(Protocol):
     @property
     def num_parallel(self) -> int: ...
 
+    @property
+    def amx(self) -> bool: ...
+
 
 def default_num_ctx(settings: RuntimeDefaults | None) -> int:
     """num_ctx when neither the model nor the request sets it (OLLAMA_CONTEXT_LENGTH)."""
@@ -144,6 +147,7 @@ class RuntimeSettings:
     flash_attention: bool | None = None
     kv_cache_type: str = ""
     num_parallel: int = 1
+    amx: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RuntimeSettings:
@@ -170,6 +174,7 @@ class RuntimeSettings:
             flash_attention=flash,
             kv_cache_type=env_value(env, "OLLAMA_KV_CACHE_TYPE").lower(),
             num_parallel=max(uint("OLLAMA_NUM_PARALLEL", 1), 1),
+            amx=env_bool(env, "MODELKIT_AMX"),
         )
 
     @property
@@ -305,6 +310,8 @@ class LoadParams:
     type_k: int  # ggml_type
     type_v: int
     n_seq_max: int = 1
+    allow_amx: bool = False  # MODELKIT_AMX: llama.cpp's AMX kernels where built in (cpu.py)
+    safe_kernels: bool = False  # llama.cpp's plain CPU kernels (after a crash with the others)
 
 
 @dataclass(frozen=True)
@@ -362,6 +369,7 @@ def load_params(opts: Options, settings: RuntimeDefaults | None = None) -> LoadP
         type_k=KV_CACHE_TYPES[kv],
         type_v=KV_CACHE_TYPES[kv],
         n_seq_max=max(settings.num_parallel, 1),
+        allow_amx=settings.amx,
     )
 
 

@@ -145,9 +145,26 @@ def _calls_in(value: Any, tool_names: set[str]) -> list[tuple[str, dict[str, Any
     return calls
 
 
+# A Markdown fence that may hold tool calls: ```json or a bare ```, then a newline.
+_FENCE = "```"
+_FENCE_OPEN = re.compile(r"```[ \t]*(?:(?i:json)[ \t]*)?\r?\n")
+# What a fence opener looks like before its newline has come.
+_FENCE_OPEN_PARTIAL = re.compile(r"```[ \t]*(?:(?i:json)[ \t]*\r?|(?i:jso|js|j)|\r)?")
+
+
 @dataclass
 class ToolCallParser:
-    """Finds tool calls (JSON after ``tag``) in content; other text passes through."""
+    """Finds tool calls (JSON after ``tag``) in content; other text passes through.
+
+    Besides the template's tag, two shapes small models write are read as calls:
+
+    * bare JSON at the very start of the output (``{"name": ..., "arguments": ...}``);
+    * when ``tool_names`` is given, a Markdown fence (```` ```json ```` or a plain
+      ```` ``` ````) whose content is one or more JSON calls -- each an object with the
+      ``name`` of an offered tool and ``arguments`` (or ``parameters``) -- as llama.cpp's
+      parser for this format accepts.  Any other fence passes through unchanged, as do
+      the text before and after it.
+    """
 
     tag: str = "{"
     tool_names: set[str] = field(default_factory=set)
@@ -157,38 +174,168 @@ class ToolCallParser:
     _bare: bool = False  # the calls began without the tag
     _emitted_any: bool = False
     _count: int = 0
+    _fence: str | None = None  # the opener of a fence that may still hold tool calls
+    _in_code: bool = False  # inside an ordinary fenced block: its closing ``` opens nothing
 
     def feed(self, text: str) -> tuple[str, list[ToolCall]]:
         self._buffer += text
         if self._in_calls:
             self._raw += text
             return "", self._drain()
+        out: list[str] = []
+        calls: list[ToolCall] = []
+        while self._buffer and not self._in_calls:
+            if self._fence is not None:
+                progress = self._step_fence(out, calls)
+            elif self._in_code:
+                progress = self._step_code(out)
+            else:
+                progress = self._step_text(out, calls)
+            if not progress:
+                break
+        return "".join(out), calls
+
+    def _emit(self, out: list[str], text: str) -> None:
+        if text:
+            out.append(text)
+            self._emitted_any = True
+
+    def _step_text(self, out: list[str], calls: list[ToolCall]) -> bool:
+        """Outside calls and fences: emit text up to a tag or fence.  True to go on."""
+        buffer = self._buffer
         if not self._emitted_any:
             # A bare JSON call at the very start of the output counts too: small models
             # often skip their template's tag.
-            stripped = self._buffer.lstrip()
+            stripped = buffer.lstrip()
             if not stripped:
-                return "", []
+                return False
             if stripped.startswith(("{", "[") if self.tag == "{" else "{"):
                 self._in_calls, self._bare = True, True
                 self._buffer = self._raw = stripped
-                return "", self._drain()
-        if self.tag == "{":
-            out, self._buffer = self._buffer, ""
-            self._emitted_any = True
-            return out, []
-        at = self._buffer.find(self.tag)
+                calls += self._drain()
+                return False
+        tag_at = buffer.find(self.tag) if self.tag != "{" else -1
+        fence_at = buffer.find(_FENCE) if self.tool_names else -1
+        if tag_at >= 0 and (fence_at < 0 or tag_at < fence_at):
+            self._emit(out, buffer[:tag_at])
+            self._buffer = self._raw = buffer[tag_at + len(self.tag) :]
+            self._in_calls = self._emitted_any = True
+            calls += self._drain()
+            return False
+        if fence_at >= 0:
+            self._emit(out, buffer[:fence_at])
+            rest = buffer[fence_at:]
+            opener = _FENCE_OPEN.match(rest)
+            if opener:
+                self._fence, self._buffer = opener.group(), rest[opener.end() :]
+                return True
+            self._buffer = rest
+            if _FENCE_OPEN_PARTIAL.fullmatch(rest):
+                return False  # wait for the rest of the opener
+            self._emit(out, _FENCE)  # ```python and the like: an ordinary block
+            self._buffer, self._in_code = rest[len(_FENCE) :], True
+            return True
+        keep = _partial_suffix(buffer, self.tag) if self.tag != "{" else 0
+        if self.tool_names:
+            keep = max(keep, _partial_suffix(buffer, _FENCE))
+        self._emit(out, buffer[: len(buffer) - keep])
+        self._buffer = buffer[len(buffer) - keep :]
+        return False
+
+    def _step_code(self, out: list[str]) -> bool:
+        """Inside an ordinary fenced block: pass text through up to its closing fence."""
+        at = self._buffer.find(_FENCE)
         if at >= 0:
-            before = self._buffer[:at]
-            self._buffer = self._raw = self._buffer[at + len(self.tag) :]
-            self._in_calls = True
-            self._emitted_any = True
-            return before, self._drain()
-        keep = _partial_suffix(self._buffer, self.tag)
-        out = self._buffer[: len(self._buffer) - keep]
+            self._emit(out, self._buffer[: at + len(_FENCE)])
+            self._buffer, self._in_code = self._buffer[at + len(_FENCE) :], False
+            return True
+        keep = _partial_suffix(self._buffer, _FENCE)
+        self._emit(out, self._buffer[: len(self._buffer) - keep])
         self._buffer = self._buffer[len(self._buffer) - keep :]
-        self._emitted_any = self._emitted_any or bool(out)
-        return out, []
+        return False
+
+    def _step_fence(self, out: list[str], calls: list[ToolCall]) -> bool:
+        """After a fence opener: hold the fence until it closes, then emit its calls, or
+        the whole fence as text; let it through as soon as it cannot be a call."""
+        assert self._fence is not None
+        body = self._buffer
+        close_at = body.find(_FENCE)
+        head = body if close_at < 0 else body[:close_at]
+        state = self._fence_head(head)
+        if state is False:
+            self._emit(out, self._fence)
+            self._fence, self._in_code = None, True
+            return True
+        if close_at < 0:
+            return False
+        found = self._fence_calls(head) if state else None
+        if found is None:
+            self._emit(out, self._fence + head + _FENCE)
+        else:
+            calls += self._numbered(found)
+            self._emitted_any = True
+        self._fence, self._buffer = None, body[close_at + len(_FENCE) :]
+        return True
+
+    def _fence_head(self, body: str) -> bool | None:
+        """Whether a fence's content starts like a call of an offered tool
+        (``[tag] [{"name": "<tool>"``): True, False, or None while undecided."""
+        text = body.lstrip()
+        if self.tag != "{":
+            if text.startswith(self.tag):
+                text = text[len(self.tag) :].lstrip()
+            elif self.tag.startswith(text):
+                return None
+        if text.startswith("["):
+            text = text[1:].lstrip()
+        for token in ("{", '"name"', ":", '"'):
+            if not text.startswith(token):
+                return None if token.startswith(text) else False
+            text = text[len(token) :]
+            if token != '"':
+                text = text.lstrip()
+        names = [name + '"' for name in self.tool_names]
+        if any(text.startswith(name) for name in names):
+            return True
+        return None if any(name.startswith(text) for name in names) else False
+
+    def _fence_calls(self, body: str) -> list[tuple[str, dict[str, Any]]] | None:
+        """The calls a fence holds, or None unless all of its content is offered calls."""
+        skip = [t for t in (self.tag, "<tool_call>", "</tool_call>") if t != "{"]
+        if self.tag.startswith("<") and self.tag.endswith(">"):
+            skip.append("</" + self.tag[1:])
+        decoder = json.JSONDecoder()
+        found: list[tuple[str, dict[str, Any]]] = []
+        text = body
+        while True:
+            text = text.lstrip()
+            while any(text.startswith(t) for t in skip):
+                text = text[len(next(t for t in skip if text.startswith(t))) :].lstrip()
+            if not text:
+                return found or None
+            if text[0] not in "{[":
+                return None
+            try:
+                value, end = decoder.raw_decode(text)
+            except ValueError:
+                return None
+            items = value if isinstance(value, list) else [value]
+            for item in items:
+                call = item.get("function", item) if isinstance(item, dict) else None
+                if not isinstance(call, dict) or not ({"arguments", "parameters"} & set(call)):
+                    return None
+            calls = _calls_in(value, self.tool_names)
+            if not items or len(calls) != len(items):
+                return None
+            found += calls
+            text = text[end:]
+
+    def _numbered(self, found: list[tuple[str, dict[str, Any]]]) -> list[ToolCall]:
+        calls = []
+        for name, args in found:
+            calls.append(ToolCall(name, args, self._count))
+            self._count += 1
+        return calls
 
     def _drain(self) -> list[ToolCall]:
         """Parse every complete JSON value in the buffer into tool calls."""
@@ -208,9 +355,7 @@ class ToolCallParser:
             except ValueError:
                 self._buffer = text
                 return calls  # incomplete: wait for more text
-            for name, args in _calls_in(value, self.tool_names):
-                calls.append(ToolCall(name, args, self._count))
-                self._count += 1
+            calls += self._numbered(_calls_in(value, self.tool_names))
             self._buffer = text[end:]
 
     def finish(self) -> tuple[str, list[ToolCall]]:
@@ -222,4 +367,12 @@ class ToolCallParser:
                 return ("" if self._bare else self.tag) + self._raw, []
             return "", calls
         rest, self._buffer = self._buffer, ""
+        if self._fence is not None:
+            # The output ended inside the fence (a stop string or the token limit).
+            opener, self._fence = self._fence, None
+            body = rest.rstrip().rstrip("`")
+            found = self._fence_calls(body) if self._fence_head(body) else None
+            if found is None:
+                return opener + rest, []
+            return "", self._numbered(found)
         return rest, []

@@ -4,8 +4,11 @@ Independent of llama.cpp: a *loader* turns ``(key, spec)`` into a *runner* (anyt
 ``size`` and ``close()``); the scheduler decides when to call it and when to close runners.
 
 * :meth:`Scheduler.acquire` hands out a :class:`Lease` on the runner for ``key``, loaded with
-  ``spec``. Up to ``num_parallel`` leases per runner are live at once; further requests block
-  until a slot frees (they are not rejected). A missing runner is loaded — one load at a time —
+  ``spec``. Up to ``num_parallel`` leases per runner are live at once; further requests wait
+  until a slot frees (they are not rejected). :meth:`Scheduler.acquire_async` is the same for
+  an event loop: a queued request waits on a future, holding no thread, so that hundreds of
+  queued requests cannot starve a thread pool that the running ones need (a load runs in a
+  worker thread). A missing runner is loaded — one load at a time —
   after evicting the least-recently-used idle runner when ``max_loaded`` are resident; a runner
   whose spec differs from the request's is reloaded once it is idle.
 * A request that must wait while ``max_queue`` others already wait fails at once with
@@ -20,6 +23,8 @@ has closed, so memory is given back before more is taken.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import math
 import threading
@@ -27,7 +32,9 @@ import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
+
+import anyio.to_thread
 
 __all__ = [
     "QUEUE_FULL_MESSAGE",
@@ -196,7 +203,8 @@ class Scheduler(Generic[K, S, R]):
         self._entries: dict[K, _Entry[K, S, R]] = {}
         self._loading = False  # a load is in progress (one at a time)
         self._closing = 0  # runners being closed outside the lock
-        self._waiting = 0  # requests blocked in acquire
+        self._waiting = 0  # requests waiting in acquire / acquire_async
+        self._async_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._closed = False
         self._reaper = threading.Thread(target=self._reap, name="modelkit-scheduler", daemon=True)
         self._reaper.start()
@@ -221,28 +229,70 @@ class Scheduler(Generic[K, S, R]):
         requests already wait, :class:`SchedulerClosedError` after :meth:`shutdown`, and
         whatever the loader raises.
         """
-        duration = self.default_keep_alive if keep_alive is None else keep_alive
-        duration = _normalize_keep_alive(duration)
+        duration = self._duration(keep_alive)
         queued = False
         with self._cond:
             try:
                 while True:
-                    if self._closed:
-                        raise SchedulerClosedError("scheduler is shut down")
                     self._expire_locked()
-                    lease = self._try_grant(key, spec, duration)
-                    if lease is not None:
-                        return lease
-                    if self._try_load(key, spec, duration):
+                    step = self._step_locked(key, spec, duration)
+                    if isinstance(step, Lease):
+                        return step
+                    if isinstance(step, _LoadPlan):
+                        self._cond.release()
+                        try:
+                            self._run_plan(step)
+                        finally:
+                            self._cond.acquire()
                         continue  # loaded (or failed by raising): look again
                     if not queued:
-                        if self._waiting >= self.max_queue:
-                            raise QueueFullError()
+                        self._enqueue_locked()
                         queued = True
-                        self._waiting += 1
                     self._cond.wait()
             finally:
                 if queued:
+                    self._waiting -= 1
+
+    async def acquire_async(
+        self, key: K, spec: S, keep_alive: float | None = None
+    ) -> Lease[K, S, R]:
+        """:meth:`acquire` for an event loop: waits on a future instead of blocking a thread,
+        and runs a load (or the closing of the runners it replaces) in a worker thread.
+
+        Cancelling the caller while it waits takes it out of the queue; a load it started
+        finishes first and leaves its runner loaded for the next request.
+        """
+        duration = self._duration(keep_alive)
+        loop = asyncio.get_running_loop()
+        queued = False
+        try:
+            while True:
+                waiter: asyncio.Future[None] | None = None
+                with self._cond:
+                    step = self._step_locked(key, spec, duration)
+                    if step is None:
+                        if not queued:
+                            self._enqueue_locked()
+                            queued = True
+                        waiter = loop.create_future()
+                        self._async_waiters.append((loop, waiter))
+                if isinstance(step, Lease):
+                    return step
+                if isinstance(step, _LoadPlan):
+                    # AnyIO's worker threads (the server's pool) are pruned when idle; a
+                    # cancelled caller waits for the load, which then stays loaded.
+                    await anyio.to_thread.run_sync(self._run_plan, step)
+                    continue
+                assert waiter is not None
+                try:
+                    await waiter
+                finally:
+                    with self._cond:
+                        if (loop, waiter) in self._async_waiters:
+                            self._async_waiters.remove((loop, waiter))
+        finally:
+            if queued:
+                with self._cond:
                     self._waiting -= 1
 
     def unload(self, key: K) -> bool:
@@ -302,7 +352,7 @@ class Scheduler(Generic[K, S, R]):
                 self._closed = True
                 loaded = [e for e in self._entries.values() if e.runner is not None]
                 self._close_locked([self._remove_locked(e) for e in loaded])
-            self._cond.notify_all()
+            self._notify_locked()
             while self._closing:
                 self._cond.wait()
         if self._reaper is not threading.current_thread():
@@ -333,16 +383,34 @@ class Scheduler(Generic[K, S, R]):
         entry.last_used = self._clock()
         return Lease(self, entry, entry.runner)
 
-    def _try_load(self, key: K, spec: S, duration: float) -> bool:
-        """Load ``key`` now if nothing stands in the way; False when the caller must wait."""
+    def _duration(self, keep_alive: float | None) -> float:
+        return _normalize_keep_alive(self.default_keep_alive if keep_alive is None else keep_alive)
+
+    def _enqueue_locked(self) -> None:
+        if self._waiting >= self.max_queue:
+            raise QueueFullError()
+        self._waiting += 1
+
+    def _step_locked(self, key: K, spec: S, duration: float) -> Lease[K, S, R] | _LoadPlan | None:
+        """A lease now, a load to run (already reserved), or None: wait for a change."""
+        if self._closed:
+            raise SchedulerClosedError("scheduler is shut down")
+        lease = self._try_grant(key, spec, duration)
+        if lease is not None:
+            return lease
+        return self._plan_load_locked(key, spec, duration)
+
+    def _plan_load_locked(self, key: K, spec: S, duration: float) -> _LoadPlan | None:
+        """Reserve a load of ``key`` if nothing stands in the way; None when the caller must
+        wait. The victims leave the table now and are closed by :meth:`_run_plan`."""
         if self._loading or self._closing:
-            return False
+            return None
         current = self._entries.get(key)
         if current is not None:
             if current.runner is None or current.spec == spec:
-                return False  # loading, or loaded with this spec and all slots busy
+                return None  # loading, or loaded with this spec and all slots busy
             if current.active:
-                return False  # reload once the old runner is idle
+                return None  # reload once the old runner is idle
         victims: list[_Entry[K, S, R]] = []
         if current is not None:
             victims.append(current)
@@ -351,42 +419,72 @@ class Scheduler(Generic[K, S, R]):
             idle = [e for e in self._entries.values() if e.active == 0 and e.runner is not None]
             idle = [e for e in idle if e is not current]
             if not idle:
-                return False  # wait for a runner to go idle
+                return None  # wait for a runner to go idle
             victims.append(min(idle, key=lambda e: e.last_used))
 
         slots = self.num_parallel
         if self._slots_for is not None:
             slots = max(1, min(slots, self._slots_for(key, spec)))
+        closing = [self._remove_locked(v) for v in victims]
+        self._closing += len(closing)
         self._loading = True
         placeholder: _Entry[K, S, R] = _Entry(key, spec, duration, self._clock(), slots)
+        self._entries[key] = placeholder
+        return _LoadPlan(placeholder, closing)
+
+    def _run_plan(self, plan: _LoadPlan) -> None:
+        """Close the plan's victims, then load (memory is given back before more is taken).
+        Runs without the lock; the loader's error goes to the caller."""
+        placeholder: _Entry[K, S, R] = plan.placeholder
         try:
-            self._close_locked([self._remove_locked(v) for v in victims])
-            # memory is given back before more is taken
-            while self._closing:
-                self._cond.wait()
-            if self._closed:
-                raise SchedulerClosedError("scheduler is shut down")
-            self._entries[key] = placeholder
-            self._cond.release()
-            try:
-                runner = self._loader(key, spec)
-            finally:
-                self._cond.acquire()
+            self._close_runners(plan.victims)
+            with self._cond:
+                if self._closed:
+                    raise SchedulerClosedError("scheduler is shut down")
+            runner = self._loader(placeholder.key, placeholder.spec)
         except BaseException:
-            if self._entries.get(key) is placeholder:
-                del self._entries[key]
+            with self._cond:
+                if self._entries.get(placeholder.key) is placeholder:
+                    del self._entries[placeholder.key]
+                self._loading = False
+                self._notify_locked()
             raise
-        finally:
+        with self._cond:
             self._loading = False
-            self._cond.notify_all()
-        if self._closed or self._entries.get(key) is not placeholder:
-            if self._entries.get(key) is placeholder:
-                del self._entries[key]
-            self._close_locked([runner])
-            raise SchedulerClosedError("scheduler is shut down")
-        placeholder.runner = runner
-        placeholder.last_used = self._clock()
-        return True
+            self._notify_locked()
+            if not self._closed and self._entries.get(placeholder.key) is placeholder:
+                placeholder.runner = runner
+                placeholder.last_used = self._clock()
+                return
+            if self._entries.get(placeholder.key) is placeholder:
+                del self._entries[placeholder.key]
+            self._closing += 1
+        self._close_runners([runner])
+        raise SchedulerClosedError("scheduler is shut down")
+
+    def _close_runners(self, runners: list[R]) -> None:
+        """Close ``runners`` (out of the table, counted in ``_closing``) without the lock."""
+        if not runners:
+            return
+        try:
+            for runner in runners:
+                try:
+                    runner.close()
+                except Exception:  # a runner that fails to close is gone all the same
+                    log.exception("closing a runner failed")
+        finally:
+            with self._cond:
+                self._closing -= len(runners)
+                self._notify_locked()
+
+    def _notify_locked(self) -> None:
+        """Wake every waiter, threads and futures alike, to look again."""
+        self._cond.notify_all()
+        waiters, self._async_waiters = self._async_waiters, []
+        for loop, waiter in waiters:
+            # a closed loop has nobody waiting any more
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_wake, waiter)
 
     def _release(self, lease: Lease[K, S, R]) -> None:
         with self._cond:
@@ -405,7 +503,7 @@ class Scheduler(Generic[K, S, R]):
                     entry.expires_at = math.inf
                 else:
                     entry.expires_at = entry.last_used + entry.keep_alive
-            self._cond.notify_all()
+            self._notify_locked()
 
     def _remove_locked(self, entry: _Entry[K, S, R]) -> R:
         del self._entries[entry.key]
@@ -429,15 +527,9 @@ class Scheduler(Generic[K, S, R]):
         self._closing += len(runners)
         self._cond.release()
         try:
-            for runner in runners:
-                try:
-                    runner.close()
-                except Exception:  # a runner that fails to close is gone all the same
-                    log.exception("closing a runner failed")
+            self._close_runners(runners)
         finally:
             self._cond.acquire()
-            self._closing -= len(runners)
-            self._cond.notify_all()
 
     def _next_expiry_locked(self) -> float | None:
         times = [
@@ -459,3 +551,17 @@ class Scheduler(Generic[K, S, R]):
                 else:
                     # capped so that a clock other than real time is still looked at
                     self._cond.wait(min(max(deadline - self._clock(), 0.001), 1.0))
+
+
+@dataclass(frozen=True)
+class _LoadPlan:
+    """A load reserved under the lock: the placeholder entry, and the runners to close
+    first."""
+
+    placeholder: Any
+    victims: list[Any]
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

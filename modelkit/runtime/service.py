@@ -1,13 +1,22 @@
 """The inference service: chat, generate and embed requests in, events out — the scheduler,
-the engine, prompt building and output parsing put together, without any HTTP."""
+the engine, prompt building and output parsing put together, without any HTTP.
+
+Each request is a :class:`Job` (the checked request: its model, options, and how to start it
+once a slot is leased). :meth:`InferenceService.run` waits for the slot in the calling thread
+(CLI, build checks, in-process tests); :meth:`InferenceService.run_async` waits on the event
+loop without holding a thread (the server), so queued requests cannot starve running ones.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
+
+import anyio.to_thread
 
 from modelkit.config import Settings
 from modelkit.errors import ModelNameError, ModelNotFoundError, RequestError
@@ -162,15 +171,46 @@ class InferenceService:
         model = LoadedModel.from_view(self.store, view, spec)
         return Runner(view, model, self.template_for(view))
 
-    def acquire(
-        self, view: ModelView, options: dict[str, Any] | None, keep_alive: float | None
-    ) -> tuple[Lease[ModelKey, LoadParams, Runner], Options, int]:
-        """A lease on the model loaded as ``options`` need; blocks; (lease, options, wait ns)."""
-        opts = resolve_options(view.parameters, options, self.settings)
-        key = ModelKey(view.name.display, view.stored.digest)
+    def _claim(self, job: Job) -> tuple[ModelKey, LoadParams, Options]:
+        opts = resolve_options(job.view.parameters, job.options, self.settings)
+        key = ModelKey(job.view.name.display, job.view.stored.digest)
+        return key, load_params(opts, self.settings), opts
+
+    def acquire(self, job: Job) -> Slot:
+        """A lease on ``job``'s model loaded as its options need; blocks the thread."""
+        key, spec, opts = self._claim(job)
         started = time.perf_counter_ns()
-        lease = self.scheduler.acquire(key, load_params(opts, self.settings), keep_alive)
-        return lease, opts, time.perf_counter_ns() - started
+        lease = self.scheduler.acquire(key, spec, job.keep_alive)
+        return Slot(lease, opts, time.perf_counter_ns() - started)
+
+    async def acquire_async(self, job: Job) -> Slot:
+        """:meth:`acquire` for the event loop: queued, it holds no thread."""
+        key, spec, opts = self._claim(job)
+        started = time.perf_counter_ns()
+        lease = await self.scheduler.acquire_async(key, spec, job.keep_alive)
+        return Slot(lease, opts, time.perf_counter_ns() - started)
+
+    def run(self, job: GenerationJob) -> Iterator[Event]:
+        """Wait for a slot (blocking) and start ``job``; the events hold the slot until they
+        end or are closed."""
+        return self._start(job, self.acquire(job))
+
+    async def run_async(self, job: GenerationJob) -> Iterator[Event]:
+        """:meth:`run` for the event loop; the start (prompt tokenizing) runs in a thread."""
+        slot = await self.acquire_async(job)
+        try:
+            return await anyio.to_thread.run_sync(self._start, job, slot)
+        except BaseException:
+            slot.lease.release()
+            raise
+
+    @staticmethod
+    def _start(job: GenerationJob, slot: Slot) -> Iterator[Event]:
+        try:
+            return job.start(slot)
+        except BaseException:
+            slot.lease.release()
+            raise
 
     def unload(self, view: ModelView) -> None:
         self.scheduler.unload(ModelKey(view.name.display, view.stored.digest))
@@ -210,10 +250,15 @@ class InferenceService:
         return template.render(messages, tools=req.tools, think=req.think if think else None)
 
     def chat(self, req: ChatRequest) -> Iterator[Event]:
-        """Check the request, then (lazily) load the model and stream the answer."""
+        """Check the request, then load the model (waiting in this thread) and stream the
+        answer."""
+        return self.run(self.chat_job(req))
+
+    def chat_job(self, req: ChatRequest) -> GenerationJob:
+        """The checked chat request, ready to run."""
         view, _, think, messages = self._chat_prompt(req)
         grammar = gbnf_for_format(req.format)
-        return self._run(
+        return self._job(
             view,
             req.options,
             req.keep_alive,
@@ -273,6 +318,11 @@ class InferenceService:
         return template.render(messages, think=req.think if think else None)
 
     def generate(self, req: GenerateRequest) -> Iterator[Event]:
+        """Like :meth:`chat`, for a generate request."""
+        return self.run(self.generate_job(req))
+
+    def generate_job(self, req: GenerateRequest) -> GenerationJob:
+        """The checked generate request, ready to run."""
         view, template, think = self._generate_prompt(req)
         grammar = gbnf_for_format(req.format)
 
@@ -290,7 +340,7 @@ class InferenceService:
                 opts.num_ctx,
             )
 
-        return self._run(
+        return self._job(
             view,
             req.options,
             req.keep_alive,
@@ -303,12 +353,12 @@ class InferenceService:
             top_logprobs=_top_logprobs(req.logprobs, req.top_logprobs),
         )
 
-    def _run(
+    def _job(
         self,
         view: ModelView,
         options: dict[str, Any] | None,
         keep_alive: float | None,
-        build_prompt: Any,
+        build_prompt: Callable[[Runner, Options], str],
         *,
         grammar: str | None,
         think: bool,
@@ -316,23 +366,23 @@ class InferenceService:
         truncate: bool,
         shift: bool,
         top_logprobs: int | None,
-    ) -> Iterator[Event]:
-        lease, opts, waited = self.acquire(view, options, keep_alive)
-        try:
-            runner = lease.runner
-            prompt: str = build_prompt(runner, opts)
+    ) -> GenerationJob:
+        def start(slot: Slot) -> Iterator[Event]:
+            runner = slot.lease.runner
+            prompt = build_prompt(runner, slot.options)
             chunks = runner.model.generate(
                 prompt,
-                opts,
+                slot.options,
                 truncate=truncate,
                 grammar=grammar,
                 top_logprobs=top_logprobs,
                 shift=shift,
             )
-        except BaseException:
-            lease.release()
-            raise
-        return self._events(lease, chunks, prompt, think=think, tools=tools, waited=waited)
+            return self._events(
+                slot.lease, chunks, prompt, think=think, tools=tools, waited=slot.waited
+            )
+
+        return GenerationJob(view, options, keep_alive, start)
 
     def _events(
         self,
@@ -388,7 +438,7 @@ class InferenceService:
 
     # -- embeddings --------------------------------------------------------------------------
 
-    def embed(
+    def embed_job(
         self,
         model: str,
         inputs: list[str],
@@ -397,23 +447,87 @@ class InferenceService:
         dimensions: int | None = None,
         options: dict[str, Any] | None = None,
         keep_alive: float | None = None,
-    ) -> EmbedResult:
-        view = self.view(model)
-        lease, _, waited = self.acquire(view, options, keep_alive)
-        with lease:
-            if not inputs:
-                return EmbedResult([], 0, waited)
-            result = lease.runner.model.embed_with_stats(
-                inputs, truncate=truncate, dimensions=dimensions
+    ) -> EmbedJob:
+        """An embedding request; run it with :meth:`embed` or :meth:`embed_async`."""
+        return EmbedJob(self.view(model), options, keep_alive, inputs, truncate, dimensions)
+
+    @staticmethod
+    def embed_with(job: EmbedJob, slot: Slot) -> EmbedResult:
+        """Embed ``job``'s inputs on the leased model, then release the slot."""
+        with slot.lease:
+            if not job.inputs:
+                return EmbedResult([], 0, slot.waited)
+            result = slot.lease.runner.model.embed_with_stats(
+                job.inputs, truncate=job.truncate, dimensions=job.dimensions
             )
-        return EmbedResult(result.vectors, result.prompt_eval_count, waited)
+        return EmbedResult(result.vectors, result.prompt_eval_count, slot.waited)
+
+    def embed(self, model: str, inputs: list[str], **kwargs: Any) -> EmbedResult:
+        """Embed ``inputs`` with ``model`` (arguments as :meth:`embed_job`), waiting here."""
+        job = self.embed_job(model, inputs, **kwargs)
+        return self.embed_with(job, self.acquire(job))
+
+    async def embed_async(self, model: str, inputs: list[str], **kwargs: Any) -> EmbedResult:
+        """:meth:`embed` for the event loop (the checks and the embedding run in threads)."""
+        job = await anyio.to_thread.run_sync(partial(self.embed_job, model, inputs, **kwargs))
+        slot = await self.acquire_async(job)
+        return await anyio.to_thread.run_sync(self.embed_with, job, slot)
 
     def load_only(
         self, model: str, keep_alive: float | None, options: dict[str, Any] | None = None
     ) -> int:
         """Load ``model`` as ``options`` need it (a generate with no prompt); returns the
         wait in ns."""
-        view = self.view(model)
-        lease, _, waited = self.acquire(view, options, keep_alive)
-        lease.release()
-        return waited
+        slot = self.acquire(self._load_job(model, keep_alive, options))
+        slot.lease.release()
+        return slot.waited
+
+    async def load_only_async(
+        self, model: str, keep_alive: float | None, options: dict[str, Any] | None = None
+    ) -> int:
+        """:meth:`load_only` for the event loop."""
+        job = await anyio.to_thread.run_sync(self._load_job, model, keep_alive, options)
+        slot = await self.acquire_async(job)
+        slot.lease.release()
+        return slot.waited
+
+    def _load_job(
+        self, model: str, keep_alive: float | None, options: dict[str, Any] | None
+    ) -> EmbedJob:
+        return self.embed_job(model, [], options=options, keep_alive=keep_alive)
+
+
+@dataclass
+class Slot:
+    """A leased slot of a loaded model, with the request's resolved options and how long the
+    request waited for it (ns: Ollama's load_duration)."""
+
+    lease: Lease[ModelKey, LoadParams, Runner]
+    options: Options
+    waited: int
+
+
+@dataclass
+class Job:
+    """A checked request: which model, and loaded how (its options and keep-alive)."""
+
+    view: ModelView
+    options: dict[str, Any] | None
+    keep_alive: float | None
+
+
+@dataclass
+class GenerationJob(Job):
+    """A chat or generate request: ``start`` renders its prompt on the leased model and
+    returns the answer's events."""
+
+    start: Callable[[Slot], Iterator[Event]]
+
+
+@dataclass
+class EmbedJob(Job):
+    """An embedding request (no inputs: only load the model)."""
+
+    inputs: list[str]
+    truncate: bool = True
+    dimensions: int | None = None

@@ -88,8 +88,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/api/version")
     @app.head("/api/version")
-    def version() -> dict[str, str]:
-        return {"version": __version__}
+    def version() -> JSONResponse:
+        # Clients compare this with the Ollama release they need; modelkit's own version
+        # travels in a header beside it.
+        return JSONResponse(
+            {"version": settings.ollama_version}, headers={"X-Modelkit-Version": __version__}
+        )
 
     app.include_router(routes_models.router)
     app.include_router(routes_create.router)

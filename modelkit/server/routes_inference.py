@@ -141,7 +141,7 @@ async def generate(request: Request) -> Response:
     if body.debug_render_only:
         prompt = await run_in_threadpool(service.render_generate, req)
         return debug_answer(body.model, {"response": ""}, prompt, len(req.images))
-    events = await run_in_threadpool(service.generate, req)
+    events = await service.run_async(await run_in_threadpool(service.generate_job, req))
 
     def render(event: Event) -> dict[str, Any]:
         out: dict[str, Any] = {"model": body.model, "created_at": created_at()}
@@ -177,7 +177,7 @@ async def _load_or_unload(
         await run_in_threadpool(service.unload, view)
         out.update(done=True, done_reason="unload")
         return JSONResponse(out)
-    waited = await run_in_threadpool(service.load_only, model, keep_alive, options)
+    waited = await service.load_only_async(model, keep_alive, options)
     out.update(done=True, done_reason="load")
     out.update(total_duration=time.perf_counter_ns() - started, load_duration=waited)
     return JSONResponse(out)
@@ -203,7 +203,7 @@ async def chat(request: Request) -> Response:
         images = sum(len(m.get("images") or []) for m in req.messages)
         message = {"message": {"role": "assistant", "content": ""}}
         return debug_answer(body.model, message, prompt, images)
-    events = await run_in_threadpool(service.chat, req)
+    events = await service.run_async(await run_in_threadpool(service.chat_job, req))
 
     def render(event: Event) -> dict[str, Any]:
         message: dict[str, Any] = {"role": "assistant", "content": event.content}
@@ -235,15 +235,13 @@ async def embed(request: Request) -> JSONResponse:
     if not all(isinstance(i, str) for i in inputs):
         raise APIError(400, "invalid input type")
     texts = [t for t in inputs if t]
-    result = await run_in_threadpool(
-        lambda: service_of(request).embed(
-            body.model,
-            texts,
-            truncate=body.truncate,
-            dimensions=body.dimensions,
-            options=body.options,
-            keep_alive=body.keep_alive,
-        )
+    result = await service_of(request).embed_async(
+        body.model,
+        texts,
+        truncate=body.truncate,
+        dimensions=body.dimensions,
+        options=body.options,
+        keep_alive=body.keep_alive,
     )
     return JSONResponse(
         {
@@ -262,12 +260,10 @@ async def embeddings(request: Request) -> JSONResponse:
     if not body.model:
         raise APIError(400, "model is required")
     if not body.prompt:
-        await run_in_threadpool(service_of(request).load_only, body.model, body.keep_alive)
+        await service_of(request).load_only_async(body.model, body.keep_alive)
         return JSONResponse({"embedding": []})
-    result = await run_in_threadpool(
-        lambda: service_of(request).embed(
-            body.model, [body.prompt], options=body.options, keep_alive=body.keep_alive
-        )
+    result = await service_of(request).embed_async(
+        body.model, [body.prompt], options=body.options, keep_alive=body.keep_alive
     )
     return JSONResponse({"embedding": result.embeddings[0]})
 

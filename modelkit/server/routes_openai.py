@@ -496,7 +496,8 @@ async def chat_completions(request: Request) -> Response:
     )
     if not body.model:
         raise APIError(400, "model is required")
-    events = await run_in_threadpool(service_of(request).chat, req)
+    service = service_of(request)
+    events = await service.run_async(await run_in_threadpool(service.chat_job, req))
     answer = _Completion("chatcmpl", "chat.completion", body.model)
 
     if body.stream:
@@ -558,7 +559,7 @@ async def completions(request: Request) -> Response:
     answer = _Completion("cmpl", "text_completion", body.model)
     events: Iterator[Event]
     if not body.prompt and not body.suffix:  # the native API's "load the model" request
-        await run_in_threadpool(service.load_only, body.model, None)
+        await service.load_only_async(body.model, None)
         events = iter([Event(done=True, done_reason="load")])
     else:
         req = GenerateRequest(
@@ -569,7 +570,7 @@ async def completions(request: Request) -> Response:
             logprobs=bool(body.logprobs),
             top_logprobs=body.logprobs or 0,
         )
-        events = await run_in_threadpool(service.generate, req)
+        events = await service.run_async(await run_in_threadpool(service.generate_job, req))
     text_so_far = 0
 
     def choice(event: Event) -> dict[str, Any]:
@@ -650,9 +651,7 @@ async def embeddings(request: Request) -> JSONResponse:
     if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
         raise APIError(400, "invalid input type")
     service = service_of(request)
-    result = await run_in_threadpool(
-        lambda: service.embed(body.model, texts, dimensions=body.dimensions)
-    )
+    result = await service.embed_async(body.model, texts, dimensions=body.dimensions)
     data = [
         {"object": "embedding", "embedding": embedding_value(vector, encoding), "index": i}
         for i, vector in enumerate(result.embeddings)

@@ -424,7 +424,8 @@ async def responses(request: Request) -> Response:
         options=sampling_options(body, body.max_output_tokens),
         think=think_from_effort(body.reasoning.effort if body.reasoning else ""),
     )
-    events = await run_in_threadpool(service_of(request).chat, req)
+    service = service_of(request)
+    events = await service.run_async(await run_in_threadpool(service.chat_job, req))
     envelope = ResponseObject(body)
     if body.stream:
         return StreamingResponse(

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from fixtures.cli import run_cli as run
+from modelkit import OLLAMA_API_VERSION, __version__
 from modelkit.names import ModelName
 from modelkit.store import Store, view_model
 
@@ -183,7 +184,7 @@ def test_installed_executable(ollama_models: Path, project: Path) -> None:
     module = subprocess.run(
         [sys.executable, "-m", "modelkit", "--version"], capture_output=True, text=True, check=True
     )
-    assert "modelkit" in module.stdout
+    assert module.stdout.strip() == f"modelkit {__version__} (Ollama API {OLLAMA_API_VERSION})"
 
 
 def test_lint_reports_template_errors_with_position(tmp_path: Path) -> None:

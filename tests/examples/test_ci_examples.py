@@ -5,15 +5,19 @@ run_local's own rules checked on small model-free definitions."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import site
 import subprocess
 import sys
+import sysconfig
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml  # type: ignore[import-untyped]
 from filelock import FileLock
 
 from modelkit.validate.spec import load_spec
@@ -37,10 +41,12 @@ cases:
 """
 
 
-def run_local(out: Path, *args: str) -> tuple[int, str, dict[str, Any]]:
+def run_local(
+    out: Path, *args: str, python: str | Path = sys.executable
+) -> tuple[int, str, dict[str, Any]]:
     """Run run_local.py into ``out``; (exit status, its output, its result.json or {})."""
     proc = subprocess.run(
-        [sys.executable, str(RUN_LOCAL), *args, "--out", str(out)],
+        [str(python), str(RUN_LOCAL), *args, "--out", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -265,3 +271,69 @@ def test_failing_case_fails_the_job_and_keeps_the_report(
     assert junit_cases(junit) == {"arithmetic": [], "wrong-capital": ["failure"]}
     assert ET.parse(junit).getroot().get("failures") == "1"
     assert "job FAILED" in output
+
+
+# ------------------------------------------------------------------ run from a virtualenv
+
+WHERE = """\
+python -c "import sys, modelkit, rich; print(sys.prefix); print(modelkit.__file__)" > where.txt
+command -v modelkit >> where.txt
+python -m pip --version >> where.txt
+"""
+
+
+@pytest.fixture(scope="module")
+def fresh_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The python of a new virtualenv, made here, that has this environment's packages but
+    not its base interpreter's site-packages: they come through a .pth file (its lines
+    ``site.addsitedir``, so editable installs work). Where the tests run from a virtualenv
+    (as in the development setup), its packages are not in the base interpreter, as in the
+    user report: ``venv --system-site-packages`` from such a venv sees none of them."""
+    path = tmp_path_factory.mktemp("fresh-venv") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
+    python = path / "bin" / "python"
+    code = "import sysconfig; print(sysconfig.get_path('purelib'))"
+    purelib = subprocess.run(
+        [python, "-c", code], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    dirs = dict.fromkeys([*site.getsitepackages(), sysconfig.get_path("purelib")])
+    lines = [f"import site; site.addsitedir({d!r})\n" for d in dirs if os.path.isdir(d)]
+    (Path(purelib) / "test-env.pth").write_text("".join(lines), encoding="utf-8")
+    return python
+
+
+def test_github_workflow_runs_from_a_fresh_virtualenv(
+    qwen_gguf: Path, fresh_venv: Path, out: Path, tmp_path: Path
+) -> None:
+    """The example workflow up to its lint steps (no Build or Test: no llama.cpp needed), run
+    from a virtualenv: the job installs into its own venv, which sees the virtualenv's
+    packages, so modelkit runs and the SARIF file is complete."""
+    workflow = yaml.safe_load((ROOT / "examples" / "ci" / "github" / "modelkit.yml").read_text())
+    steps = workflow["jobs"]["model"]["steps"]
+    names = [s.get("name") for s in steps]
+    workflow["jobs"]["model"]["steps"] = [
+        *steps[: names.index("Build")],
+        {"name": "Where", "run": WHERE},
+    ]
+    definition = tmp_path / "modelkit.yml"
+    definition.write_text(yaml.safe_dump(workflow, sort_keys=False), encoding="utf-8")
+    code, output, result = run_local(
+        out,
+        "github",
+        "--file",
+        str(definition),
+        "--env",
+        f"MODELKIT_TEST_MODELS_DIR={qwen_gguf.parent}",
+        python=fresh_venv,
+    )
+    assert code == 0, output
+    assert set(statuses(result).values()) == {"success"}, result["steps"]
+    assert "Upload lint findings" in " ".join(statuses(result))
+    sarif = json.loads((out / "artifacts" / "code-scanning" / "modelkit-lint.sarif").read_text())
+    assert sarif["version"] == "2.1.0" and sarif["runs"][0]["tool"]["driver"]["name"] == "modelkit"
+    venv = out / "runner" / "venv"
+    prefix, module, script, pip = (out / "workspace" / "where.txt").read_text().splitlines()
+    assert Path(prefix) == venv  # the job's python is the job's venv...
+    assert Path(module) == out / "workspace" / "modelkit" / "__init__.py"  # ...sees its install
+    assert Path(script) == venv / "bin" / "modelkit"  # pip installed into the job's venv
+    assert pip.startswith("pip ")

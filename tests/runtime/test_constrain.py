@@ -20,6 +20,7 @@ pytest.importorskip("llama_cpp")
 import llama_cpp
 
 import modelkit.runtime.engine as engine_module
+from modelkit.cpu import guarded_llama
 from modelkit.errors import InferenceError, RequestError
 from modelkit.runtime.constrain import GrammarGuard, gbnf_for_format
 from modelkit.runtime.engine import Chunk, LoadedModel
@@ -434,7 +435,7 @@ def test_schema_output_cut_by_num_predict_is_a_prefix(tiny: LoadedModel) -> None
 
 def test_greedy_guard_matches_llama_cpp_whole_vocabulary_filter(tiny_gguf: Path) -> None:
     """The check-then-filter guard picks what filtering every candidate picks (greedy)."""
-    llm = llama_cpp.Llama(str(tiny_gguf), n_ctx=2048, n_threads=1, verbose=False)
+    llm = guarded_llama(str(tiny_gguf), n_ctx=2048, n_threads=1, verbose=False)
     try:
         load = load_params(resolve_options(None, {"num_thread": 1}))
         with LoadedModel(tiny_gguf, load=load) as m:

@@ -3,6 +3,7 @@ keep-alive, the queue limit, reloads, unload and shutdown (reference §10)."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 import threading
@@ -634,3 +635,121 @@ def test_concurrency_stress(make: Callable[..., tuple[Sched, FakeLoader]]) -> No
     assert len(sched.loaded()) <= max_loaded
     sched.shutdown()
     assert all(r.closed.is_set() and r.close_calls == 1 for r in loader.runners)
+
+
+# -- acquire_async: queued requests wait on futures, not threads -------------------------------
+
+
+def test_async_waiters_hold_no_threads(make: Callable[..., tuple[Sched, FakeLoader]]) -> None:
+    """Hundreds of queued requests on one slot: no thread per waiter, each gets the slot in
+    turn, and the queue count goes back to zero."""
+    sched, fake = make(num_parallel=1, max_queue=500)
+    order: list[int] = []
+
+    async def main() -> tuple[int, int]:
+        first = await sched.acquire_async("a", 1)
+        baseline = threading.active_count()
+
+        async def one(i: int) -> None:
+            lease = await sched.acquire_async("a", 1)
+            order.append(i)
+            await asyncio.sleep(0)
+            lease.release()
+
+        tasks = [asyncio.create_task(one(i)) for i in range(300)]
+        while sched.waiting < 300:
+            await asyncio.sleep(0.001)
+        threads_while_queued = threading.active_count()
+        first.release()
+        await asyncio.wait_for(asyncio.gather(*tasks), WAIT)
+        return baseline, threads_while_queued
+
+    baseline, queued = asyncio.run(main())
+    assert queued == baseline  # 300 waiters, not one thread among them
+    assert sorted(order) == list(range(300))
+    assert sched.waiting == 0
+    assert len(fake.runners) == 1
+
+
+def test_async_queue_full_and_cancel(make: Callable[..., tuple[Sched, FakeLoader]]) -> None:
+    sched, _ = make(num_parallel=1, max_queue=2)
+
+    async def main() -> None:
+        held = await sched.acquire_async("a", 1)
+        waiters = [asyncio.create_task(sched.acquire_async("a", 1)) for _ in range(2)]
+        while sched.waiting < 2:
+            await asyncio.sleep(0.001)
+        with pytest.raises(QueueFullError):
+            await sched.acquire_async("a", 1)
+        waiters[0].cancel()  # a client that goes away leaves the queue
+        with pytest.raises(asyncio.CancelledError):
+            await waiters[0]
+        assert sched.waiting == 1
+        held.release()
+        lease = await asyncio.wait_for(waiters[1], WAIT)
+        lease.release()
+        assert sched.waiting == 0
+
+    asyncio.run(main())
+
+
+def test_async_load_runs_in_a_thread_and_is_shared(
+    make: Callable[..., tuple[Sched, FakeLoader]],
+) -> None:
+    """A slow load does not block the event loop; requests that arrive meanwhile wait for
+    it instead of loading again; a sync acquirer shares the same runner."""
+    fake = FakeLoader()
+    fake.gate = threading.Event()
+    sched, _ = make(fake, num_parallel=4)
+
+    async def main() -> None:
+        loads = [asyncio.create_task(sched.acquire_async("a", 1)) for _ in range(3)]
+        while not fake.started.is_set():
+            await asyncio.sleep(0.001)
+        ticks = 0
+        for _ in range(20):  # the loop keeps turning while the loader blocks
+            await asyncio.sleep(0.001)
+            ticks += 1
+        assert ticks == 20 and not any(t.done() for t in loads)
+        fake.gate.set()
+        leases = await asyncio.wait_for(asyncio.gather(*loads), WAIT)
+        assert {lease.runner for lease in leases} == {fake.runners[0]}
+        for lease in leases:
+            lease.release()
+
+    asyncio.run(main())
+    with sched.acquire("a", 1) as lease:
+        assert lease.runner is fake.runners[0]
+    assert len(fake.runners) == 1
+
+
+def test_async_loader_error_reaches_the_request(
+    make: Callable[..., tuple[Sched, FakeLoader]],
+) -> None:
+    sched, fake = make()
+    fake.fail = RuntimeError("bad weights")
+
+    async def main() -> None:
+        with pytest.raises(RuntimeError, match="bad weights"):
+            await sched.acquire_async("a", 1)
+
+    asyncio.run(main())
+    assert sched.loaded() == []
+    fake.fail = None
+    with sched.acquire("a", 1):
+        pass
+
+
+def test_async_waiters_fail_on_shutdown(make: Callable[..., tuple[Sched, FakeLoader]]) -> None:
+    sched, _ = make(num_parallel=1)
+
+    async def main() -> None:
+        await sched.acquire_async("a", 1)
+        waiter = asyncio.create_task(sched.acquire_async("a", 1))
+        while sched.waiting < 1:
+            await asyncio.sleep(0.001)
+        await asyncio.to_thread(sched.shutdown)
+        with pytest.raises(SchedulerClosedError):
+            await asyncio.wait_for(waiter, WAIT)
+
+    asyncio.run(main())

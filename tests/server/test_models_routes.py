@@ -7,6 +7,7 @@ import hashlib
 import pytest
 from fastapi.testclient import TestClient
 
+from modelkit import OLLAMA_API_VERSION, __version__
 from modelkit.config import Settings
 from modelkit.server import create_app
 from modelkit.store import Store
@@ -20,9 +21,22 @@ def client(tiny_store: Store) -> TestClient:
 def test_root_and_version(client: TestClient) -> None:
     assert client.get("/").text == "Ollama is running"
     assert client.head("/").status_code == 200
-    assert client.get("/api/version").json()["version"]
+    version = client.get("/api/version")
+    # The Ollama release whose API is served (clients gate features on it), not modelkit's
+    # own 0.x version, which rides in a header.
+    assert version.json() == {"version": OLLAMA_API_VERSION}
+    assert version.headers["x-modelkit-version"] == __version__
+    assert client.head("/api/version").status_code == 200
     assert client.get("/nope").text == "404 page not found"
     assert client.get("/api/show").status_code == 405
+
+
+def test_version_override(tiny_store: Store) -> None:
+    settings = Settings.from_env(
+        {"OLLAMA_MODELS": str(tiny_store.root), "MODELKIT_OLLAMA_VERSION": "0.99.1"}
+    )
+    client = TestClient(create_app(settings), base_url="http://127.0.0.1:11434")
+    assert client.get("/api/version").json() == {"version": "0.99.1"}
 
 
 def test_tags_lists_the_model(client: TestClient, tiny_store: Store) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from fixtures.server import RunningServer
+from modelkit import OLLAMA_API_VERSION
 
 JS_DIR = Path(__file__).parent / "js"
 
@@ -33,6 +34,7 @@ def test_ollama_js_client(server: RunningServer) -> None:
     )
     assert run.returncode == 0, run.stderr + server.log_text()
     out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["version"] == OLLAMA_API_VERSION  # what Ollama clients gate features on
     assert out["models"] == ["tiny:latest"]
     gen = out["generate"]
     assert gen["done"] is True and gen["done_reason"] == "length" and gen["eval_count"] == 4

@@ -11,6 +11,7 @@ if (!host) {
 const client = new Ollama({ host });
 const options = { num_predict: 4, num_thread: 1, temperature: 0, seed: 1 };
 
+const version = await client.version();
 const list = await client.list();
 const generated = await client.generate({ model, prompt: "hello", stream: false, options });
 const scored = await client.generate({
@@ -43,6 +44,7 @@ try {
 
 console.log(
   JSON.stringify({
+    version: version.version,
     models: list.models.map((m) => m.name),
     generate: {
       response: generated.response,
