@@ -193,13 +193,14 @@ def run(
 def ps(prefix: str) -> None:
     """List the models the server has loaded."""
     models = _client().request("GET", "/api/ps")["models"]
-    rows = [["NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"]]
+    rows = [["NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL", "PID", "MEMORY", "KERNELS"]]
     for m in models:
         if not m["name"].lower().startswith(prefix.lower()):
             continue
         vram, size = m.get("size_vram", 0), m.get("size", 0)
         processor = "100% CPU" if vram == 0 else "100% GPU" if vram == size else "CPU/GPU"
         until = datetime.fromisoformat(m["expires_at"])
+        runner = m.get("runner") or {}  # absent from Ollama's own servers
         rows.append(
             [
                 m["name"],
@@ -208,6 +209,9 @@ def ps(prefix: str) -> None:
                 processor,
                 str(m.get("context_length", "")),
                 human_time(until),
+                str(runner.get("pid", "")),
+                human_bytes(runner["rss"]) if "rss" in runner else "",
+                str(runner.get("kernels", "")),
             ]
         )
     click.echo(table(rows))

@@ -307,6 +307,15 @@ class Scheduler(Generic[K, S, R]):
                 self._close_locked([self._remove_locked(entry)])
             return True
 
+    def discard(self, key: K, runner: R) -> None:
+        """Forget ``runner`` (it died by itself): the next request for ``key`` loads anew.
+        Leases on it stay valid until released; the runner is closed (reaped) here."""
+        with self._cond:
+            entry = self._entries.get(key)
+            if entry is None or entry.runner is not runner:
+                return
+            self._close_locked([self._remove_locked(entry)])
+
     def loaded(self) -> list[RunnerInfo[K, S, R]]:
         """The resident runners, most recently used first (expired ones are unloaded first)."""
         with self._cond:

@@ -10,23 +10,26 @@ loop without holding a thread (the server), so queued requests cannot starve run
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
 import anyio.to_thread
 
 from modelkit.config import Settings
-from modelkit.errors import ModelNameError, ModelNotFoundError, RequestError
+from modelkit.errors import InferenceError, ModelNameError, ModelNotFoundError, RequestError
 from modelkit.names import ModelName
 from modelkit.runtime.constrain import gbnf_for_format
-from modelkit.runtime.engine import GenerationStats, LoadedModel
+from modelkit.runtime.engine import Chunk, GenerationStats
 from modelkit.runtime.logprobs import MAX_TOP_LOGPROBS, Logprob
 from modelkit.runtime.options import LoadParams, Options, load_params, resolve_options
 from modelkit.runtime.parsing import ThinkingParser, ToolCall, ToolCallParser, thinking_tags
 from modelkit.runtime.prompting import ChatTemplate, Messages, chat_messages, fit_to_context
+from modelkit.runtime.runner import RunnerProcess, RunnerStoppedError
 from modelkit.runtime.scheduler import Lease, RunnerInfo, Scheduler
 from modelkit.store import ModelView, Store, view_model
 from modelkit.template import GoTemplate
@@ -47,9 +50,10 @@ class ModelKey:
 
 
 class Runner:
-    """A loaded model with what requests need next to it: its template and view."""
+    """A loaded model — its runner process — with what requests need next to it: its
+    template and view."""
 
-    def __init__(self, view: ModelView, model: LoadedModel, template: ChatTemplate) -> None:
+    def __init__(self, view: ModelView, model: RunnerProcess, template: ChatTemplate) -> None:
         self.view = view
         self.model = model
         self.template = template
@@ -60,6 +64,16 @@ class Runner:
 
     def close(self) -> None:
         self.model.close()
+
+
+CRASH_WINDOW = 300.0
+"""Seconds over which a model's runner crashes are counted (Ollama has no such guard)."""
+CRASH_LIMIT = 3
+"""Crashes within :data:`CRASH_WINDOW` after which a model is refused instead of restarted."""
+
+
+class _SafeRetry(Exception):
+    """The runner died at its first decode: load again with the safe kernels and retry."""
 
 
 @dataclass
@@ -131,6 +145,11 @@ class InferenceService:
         self.settings = settings
         self._templates: dict[str, ChatTemplate] = {}
         self._staged: dict[str, ModelView] = {}
+        # Runner deaths per model (the crash-loop guard), and the models that crashed
+        # at their first decode and now load with llama.cpp's safe kernels.
+        self._crashes: dict[ModelKey, deque[tuple[float, str]]] = {}
+        self._safe_kernels: set[str] = set()
+        self._lock = threading.Lock()
         self.scheduler: Scheduler[ModelKey, LoadParams, Runner] = Scheduler(
             self._load,
             max_loaded=settings.max_loaded_models,
@@ -167,14 +186,56 @@ class InferenceService:
         return template
 
     def _load(self, key: ModelKey, spec: LoadParams) -> Runner:
+        """Start the model's runner process (the scheduler's loader)."""
         view = self.view(key.name)
-        model = LoadedModel.from_view(self.store, view, spec)
-        return Runner(view, model, self.template_for(view))
+        if view.model is None:
+            raise InferenceError(f"model {view.name.display} has no model weights layer")
+        self._refuse_crash_loop(key)
+        holder: list[Runner] = []
+        process = RunnerProcess(
+            key.name,
+            self.store.blob_path(view.model.digest),
+            spec,
+            adapters=[self.store.blob_path(a.digest) for a in view.adapters],
+            params=view.parameters,
+            load_timeout=self.settings.load_timeout,
+            on_exit=lambda stopped: self._runner_exited(key, holder, stopped),
+        )
+        runner = Runner(view, process, self.template_for(view))
+        holder.append(runner)
+        if not process.alive:  # it died between loading and here
+            raise RunnerStoppedError(
+                f"model runner for {key.name} stopped: {process.exit_reason}",
+                before_first_token=True,
+            )
+        return runner
+
+    def _runner_exited(self, key: ModelKey, holder: list[Runner], process: RunnerProcess) -> None:
+        """A runner died by itself: count it, and forget it so the next request starts anew."""
+        with self._lock:
+            crashes = self._crashes.setdefault(key, deque(maxlen=CRASH_LIMIT))
+            crashes.append((time.monotonic(), process.exit_reason or "stopped"))
+        for runner in holder:
+            self.scheduler.discard(key, runner)
+
+    def _refuse_crash_loop(self, key: ModelKey) -> None:
+        with self._lock:
+            crashes = self._crashes.get(key, deque())
+            recent = [(t, why) for t, why in crashes if time.monotonic() - t < CRASH_WINDOW]
+        if len(recent) >= CRASH_LIMIT:
+            raise InferenceError(
+                f"model runner for {key.name} stopped {len(recent)} times in the last "
+                f"{CRASH_WINDOW / 60:.0f} minutes (last: {recent[-1][1]}); not starting it again "
+                "for now: check the model, or restart the server"
+            )
 
     def _claim(self, job: Job) -> tuple[ModelKey, LoadParams, Options]:
         opts = resolve_options(job.view.parameters, job.options, self.settings)
         key = ModelKey(job.view.name.display, job.view.stored.digest)
-        return key, load_params(opts, self.settings), opts
+        spec = load_params(opts, self.settings)
+        if key.digest in self._safe_kernels:
+            spec = replace(spec, safe_kernels=True)
+        return key, spec, opts
 
     def acquire(self, job: Job) -> Slot:
         """A lease on ``job``'s model loaded as its options need; blocks the thread."""
@@ -192,25 +253,45 @@ class InferenceService:
 
     def run(self, job: GenerationJob) -> Iterator[Event]:
         """Wait for a slot (blocking) and start ``job``; the events hold the slot until they
-        end or are closed."""
-        return self._start(job, self.acquire(job))
+        end or are closed. A runner that dies at its first decode is retried once with
+        llama.cpp's safe kernels."""
+        try:
+            return self._start(job, self.acquire(job))
+        except _SafeRetry:
+            return self._start(job, self.acquire(job))
 
     async def run_async(self, job: GenerationJob) -> Iterator[Event]:
-        """:meth:`run` for the event loop; the start (prompt tokenizing) runs in a thread."""
-        slot = await self.acquire_async(job)
+        """:meth:`run` for the event loop; the start (prompt tokenizing, the first decode)
+        runs in a thread."""
         try:
+            slot = await self.acquire_async(job)
             return await anyio.to_thread.run_sync(self._start, job, slot)
+        except _SafeRetry:
+            slot = await self.acquire_async(job)
+            return await anyio.to_thread.run_sync(self._start, job, slot)
+
+    def _start(self, job: GenerationJob, slot: Slot) -> Iterator[Event]:
+        try:
+            return job.start(slot)
+        except RunnerStoppedError as err:
+            slot.lease.release()
+            if self._first_decode_crash(slot, err):
+                raise _SafeRetry() from err
+            raise
         except BaseException:
             slot.lease.release()
             raise
 
-    @staticmethod
-    def _start(job: GenerationJob, slot: Slot) -> Iterator[Event]:
-        try:
-            return job.start(slot)
-        except BaseException:
-            slot.lease.release()
-            raise
+    def _first_decode_crash(self, slot: Slot, err: RunnerStoppedError) -> bool:
+        """Whether ``err`` is a fresh runner dying at its first decode with the fast kernels:
+        then the model keeps llama.cpp's safe kernels while this server runs."""
+        lease = slot.lease
+        if not err.before_first_token or lease.runner.model.decoded or lease.spec.safe_kernels:
+            return False
+        with self._lock:
+            self._safe_kernels.add(lease.key.digest)
+        log.warning("%s; loading %s again with llama.cpp's safe CPU kernels", err, lease.key.name)
+        return True
 
     def unload(self, view: ModelView) -> None:
         self.scheduler.unload(ModelKey(view.name.display, view.stored.digest))
@@ -378,6 +459,7 @@ class InferenceService:
                 top_logprobs=top_logprobs,
                 shift=shift,
             )
+            chunks = _first_ready(chunks)  # the prompt's decode: a bad runner fails here
             return self._events(
                 slot.lease, chunks, prompt, think=think, tools=tools, waited=slot.waited
             )
@@ -531,3 +613,19 @@ class EmbedJob(Job):
     inputs: list[str]
     truncate: bool = True
     dimensions: int | None = None
+
+
+def _first_ready(chunks: Generator[Chunk, None, None]) -> Generator[Chunk, None, None]:
+    """``chunks`` with its first chunk already produced (so that a runner that dies on the
+    prompt fails the start, where it can be retried); closing it closes ``chunks``."""
+    first = next(chunks, None)
+
+    def replay() -> Generator[Chunk, None, None]:
+        try:
+            if first is not None:
+                yield first
+            yield from chunks
+        finally:
+            chunks.close()
+
+    return replay()

@@ -293,6 +293,12 @@ def ps(request: Request) -> dict[str, Any]:
                 "expires_at": expires.isoformat(),
                 "size_vram": 0,
                 "context_length": info.spec.n_ctx,
+                # modelkit's own: the model's runner process and the CPU kernels it runs on
+                "runner": {
+                    "pid": info.runner.model.pid,
+                    "rss": info.runner.model.rss(),
+                    "kernels": info.runner.model.kernels,
+                },
             }
         )
     models.sort(key=lambda m: str(m["expires_at"]), reverse=True)

@@ -11,6 +11,7 @@ import pytest
 
 from fixtures.cli import run_cli as run
 from modelkit.names import ModelName
+from modelkit.runtime.runner.child import CRASH_AFTER
 from modelkit.store import Store
 
 PASSING_SPEC = """\
@@ -86,6 +87,19 @@ def test_weights_llama_cpp_cannot_load_fail_the_build(
     # --no-check builds it anyway (the user's call).
     code, _, _ = run("build", "--no-check", "-f", str(project / "Modelfile"), "-t", "broken")
     assert code == 0 and tagged(ollama_models, "broken") is not None
+
+
+def test_a_model_whose_runner_crashes_fails_the_build(
+    project: Path, ollama_models: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real segfault in the model's runner (the build itself survives it): exit 1 with
+    the runner's end, no tag. The safe-kernels retry crashes too (it is not the kernels)."""
+    monkeypatch.setenv(CRASH_AFTER, "1")
+    code, _, err = run("build", "-f", str(project / "Modelfile"), "-t", "crashy")
+    assert code == 1, err
+    assert "smoke check failed, so crashy:latest was not tagged" in err
+    assert "stopped: signal 11 (SIGSEGV)" in err and "Traceback" not in err
+    assert tagged(ollama_models, "crashy") is None
 
 
 def test_template_that_fails_to_render_fails_the_build(
