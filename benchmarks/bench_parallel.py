@@ -7,7 +7,10 @@ decoded together (continuous batching) and one by one, as ratios against one req
                                         [--num-predict N] [--threads N]
 
 Default model: the real Qwen2.5-Coder-0.5B-Instruct GGUF from ``examples/fetch_models.py``
-(exits 0 without measuring when it is not available). Greedy decoding of N different prompts;
+(exits 0 without measuring when it is not available). The ceiling rows decode the same N
+sequences with nothing but ``llama_decode`` (one token of each per batch) and one native greedy
+sampler step each: what the hardware allows, so ``engine ÷ ceiling`` reads the same on any
+machine. Greedy decoding of N different prompts;
 aggregate tokens/s = all generated tokens / wall-clock seconds from the first request's start
 to the last one's end; each figure is the median over ``--runs`` rounds, configurations
 run round-robin.
@@ -28,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from shared import add_model_arguments, model_to_measure
 
+from modelkit.runtime import engine
 from modelkit.runtime.engine import LoadedModel
 from modelkit.runtime.options import load_params, resolve_options
 
@@ -60,6 +64,38 @@ def aggregate_speed(model: LoadedModel, options: Any, prompts: list[str]) -> flo
     return sum(counts) / (time.perf_counter() - start)
 
 
+def ceiling_speed(model: LoadedModel, n: int, steps: int) -> float:
+    """The hardware's batching ceiling: aggregate tokens/s of ``n`` sequences that each decode
+    one token per ``llama_decode`` (all ``n`` in one batch) and take one native greedy sampler
+    step, with no Python engine around it (the model's own context, used directly)."""
+    llama_cpp = engine._llama()
+    internals = engine._internals()
+    samplers = []
+    with model._lock:
+        tokens = model.tokenize(prompt(0))
+        for seq in range(n):
+            llama_cpp.llama_memory_seq_rm(model._ctx.memory, seq, -1, -1)
+            last = len(tokens) - 1
+            model._decode([(t, i, seq, i == last) for i, t in enumerate(tokens)])
+            sampler = internals.LlamaSampler()
+            sampler.add_greedy()
+            samplers.append(sampler)
+        nexts = [samplers[seq].sample(model._ctx, -1) for seq in range(n)]
+        pos = len(tokens)
+        start = time.perf_counter()
+        for _ in range(steps):
+            model._decode([(nexts[seq], pos, seq, True) for seq in range(n)])
+            nexts = [samplers[seq].sample(model._ctx, seq) for seq in range(n)]
+            pos += 1
+        elapsed = time.perf_counter() - start
+        for seq in range(n):
+            llama_cpp.llama_memory_seq_rm(model._ctx.memory, seq, -1, -1)
+            model._slot_tokens[seq] = []  # the engine's prompt cache no longer holds them
+    for sampler in samplers:
+        sampler.close()
+    return n * steps / elapsed
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_model_arguments(parser, runs=3, num_predict=64)
@@ -79,19 +115,33 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.parallel} at once, one step at a time": (False, prompts),
         }
         speeds: dict[str, list[float]] = {name: [] for name in configs}
+        ceiling_names = [
+            "ceiling: raw decode, 1 sequence",
+            f"ceiling: raw decode, {args.parallel} sequences",
+        ]
+        ceilings: dict[str, list[float]] = {name: [] for name in ceiling_names}
         for round_ in range(args.runs + 1):  # round 0 warms the prompt caches up
             for name, (batched, texts) in configs.items():
                 model.batch_steps = batched
                 speed = aggregate_speed(model, options, texts)
                 if round_:
                     speeds[name].append(speed)
+            for name, n in zip(ceiling_names, (1, args.parallel), strict=True):
+                ceilings[name].append(ceiling_speed(model, n, args.num_predict))
     base = statistics.median(speeds["1 request alone (baseline)"])
     print(
         f"parallel benchmark: {gguf.name}, {args.parallel} slots, {args.num_predict} tokens"
         f" each, {args.threads} threads, median of {args.runs} rounds"
     )
-    for name, runs in speeds.items():
+    for name, runs in {**speeds, **ceilings}.items():
         print(f"  {name:<40} {statistics.median(runs) / base:6.3f}× the baseline's tokens/s")
+    batched = statistics.median(speeds[f"{args.parallel} at once, batched steps"])
+    top = statistics.median(ceilings[ceiling_names[1]])
+    alone = statistics.median(ceilings[ceiling_names[0]])
+    print(
+        f"  engine ÷ ceiling: 1 request {base / alone:.2f}×, "
+        f"{args.parallel} at once {batched / top:.2f}×"
+    )
     return 0
 
 

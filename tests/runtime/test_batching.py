@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from modelkit.errors import InferenceError
+from modelkit.runtime import engine
 from modelkit.runtime.constrain import gbnf_for_format
 from modelkit.runtime.engine import LoadedModel
 from modelkit.runtime.options import load_params, resolve_options
@@ -57,9 +58,35 @@ def count_batches(model: LoadedModel) -> list[int]:
     return sizes
 
 
-def test_parallel_requests_are_batched_and_answer_as_alone(model: LoadedModel) -> None:
+def start_together(model: LoadedModel, requests: int) -> None:
+    """Hold each request, once its prompt is evaluated, until all ``requests`` are: a busy
+    machine could otherwise run one to its end before the others get the context."""
+    barrier = threading.Barrier(requests)
+    started: set[int] = set()
+    generation = model._generation
+
+    def spy(delta: int) -> None:
+        if delta > 0 and threading.get_ident() not in started:
+            started.add(threading.get_ident())
+            barrier.wait(timeout=60)
+        generation(delta)
+
+    model._generation = spy  # type: ignore[method-assign]
+
+
+@pytest.fixture
+def patient(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch waits up to 0.1 s (not 5 ms) for the other requests' steps: a loaded machine
+    may keep a ready thread off the CPU longer than a few decodes."""
+    monkeypatch.setattr(engine, "_GATHER_SECONDS", 0.1)
+
+
+def test_parallel_requests_are_batched_and_answer_as_alone(
+    model: LoadedModel, patient: None
+) -> None:
     with model:
         alone = {p: generate(model, p) for p in PROMPTS}
+        start_together(model, len(PROMPTS))
         sizes = count_batches(model)
         together = in_parallel({p: lambda p=p: generate(model, p) for p in PROMPTS})
         assert together == alone
@@ -67,12 +94,13 @@ def test_parallel_requests_are_batched_and_answer_as_alone(model: LoadedModel) -
         assert sum(sizes) == 3 * 39  # every step but the first (from the prompt) of each
         # The old way, one step at a time, gives the same answers.
         model.batch_steps = False
+        model._generation = type(model)._generation.__get__(model)  # type: ignore[method-assign]
         sizes.clear()
         assert in_parallel({p: lambda p=p: generate(model, p) for p in PROMPTS}) == alone
         assert sizes == []
 
 
-def test_grammar_and_logprobs_stay_with_their_sequence(model: LoadedModel) -> None:
+def test_grammar_and_logprobs_stay_with_their_sequence(model: LoadedModel, patient: None) -> None:
     grammar = gbnf_for_format({"type": "object", "properties": {"n": {"type": "integer"}}})
     with model:
         alone_json = generate(model, "json please", grammar=grammar)
@@ -85,6 +113,7 @@ def test_grammar_and_logprobs_stay_with_their_sequence(model: LoadedModel) -> No
             chunks["logprobs"] = [x for c in out for x in c.logprobs]
             return "".join(c.text for c in out)
 
+        start_together(model, 3)
         sizes = count_batches(model)
         got = in_parallel(
             {
