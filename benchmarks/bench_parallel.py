@@ -72,21 +72,22 @@ def ceiling_speed(model: LoadedModel, n: int, steps: int) -> float:
     internals = engine._internals()
     samplers = []
     with model._lock:
-        tokens = model.tokenize(prompt(0))
-        for seq in range(n):
+        positions: list[int] = []
+        nexts: list[int] = []
+        for seq in range(n):  # the same prompts as the engine's requests
+            tokens = model.tokenize(prompt(seq))
             llama_cpp.llama_memory_seq_rm(model._ctx.memory, seq, -1, -1)
             last = len(tokens) - 1
             model._decode([(t, i, seq, i == last) for i, t in enumerate(tokens)])
             sampler = internals.LlamaSampler()
             sampler.add_greedy()
             samplers.append(sampler)
-        nexts = [samplers[seq].sample(model._ctx, -1) for seq in range(n)]
-        pos = len(tokens)
+            positions.append(len(tokens))
+            nexts.append(sampler.sample(model._ctx, -1))
         start = time.perf_counter()
-        for _ in range(steps):
-            model._decode([(nexts[seq], pos, seq, True) for seq in range(n)])
+        for step in range(steps):
+            model._decode([(nexts[seq], positions[seq] + step, seq, True) for seq in range(n)])
             nexts = [samplers[seq].sample(model._ctx, seq) for seq in range(n)]
-            pos += 1
         elapsed = time.perf_counter() - start
         for seq in range(n):
             llama_cpp.llama_memory_seq_rm(model._ctx.memory, seq, -1, -1)
