@@ -55,7 +55,11 @@ def qwen_server(tmp_path_factory: pytest.TempPathFactory, qwen_gguf: Path) -> It
     root = tmp_path_factory.mktemp("langchain")
     store = Store(root / "models")
     cache = BuildCache.for_store(store.root)
-    for name, extra in [("qwen", ""), ("qwen-coder", CODER_SYSTEM)]:
+    # Each fenced-call test has a model name (a runner, a prompt cache) of its own: a greedy
+    # answer can flip on a cached prefix that an earlier request left, which differs from
+    # a fresh evaluation in the last bits.
+    coders = [(name, CODER_SYSTEM) for name in ("qwen-coder", "qwen-coder-stream", "qwen-coder-v1")]
+    for name, extra in [("qwen", ""), *coders]:
         plan = plan_build(parse(f"FROM {qwen_gguf}\n{PARAMETERS}{extra}"), store, cache)
         execute_build(plan, ModelName.parse(name), store, cache)
     with running_server(store.root, root) as server:
@@ -74,7 +78,7 @@ def test_bind_tools_returns_the_tool_call(qwen_server: str, model: str) -> None:
 
 
 def test_bind_tools_stream_returns_the_fenced_call(qwen_server: str) -> None:
-    llm = ChatOllama(model="qwen-coder", base_url=qwen_server).bind_tools([get_weather])
+    llm = ChatOllama(model="qwen-coder-stream", base_url=qwen_server).bind_tools([get_weather])
     total, count = AIMessageChunk(content=""), 0
     for chunk in llm.stream(QUESTION):
         assert isinstance(chunk, AIMessageChunk)
@@ -118,7 +122,7 @@ def test_fenced_call_through_openai_v1_stream(qwen_server: str) -> None:
         },
     }
     stream = client.chat.completions.create(
-        model="qwen-coder",
+        model="qwen-coder-v1",
         messages=[{"role": "user", "content": QUESTION}],
         tools=[weather_tool],
         stream=True,

@@ -294,14 +294,16 @@ class RunnerProcess:
         with self._lock:
             self.exit_reason = describe_exit(returncode)
             pending, self._pending = self._pending, {}
-        for replies in pending.values():
-            replies.put(_DIED)
         if not self._closing:
             log.error(
                 "model runner for %s (pid %d) stopped: %s", self.name, self.pid, self.exit_reason
             )
+            # The owner forgets this runner before its requests fail, so that a request made
+            # right after the failure starts a new runner.
             if self.on_exit is not None:
                 self.on_exit(self)
+        for replies in pending.values():
+            replies.put(_DIED)
 
 
 def runner_pids(parent: int | None = None) -> list[int]:
