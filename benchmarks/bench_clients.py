@@ -1,0 +1,166 @@
+"""Parallel clients against whole servers: aggregate tokens/s of N clients asking
+``/v1/completions`` at once, against 1 client alone, for modelkit and the servers it is
+measured against — llama-cpp-python's ``python -m llama_cpp.server`` (when its ``[server]``
+extras are installed) and llama.cpp's own ``llama-server`` (when ``--llama-server PATH`` names
+a binary) — on the same GGUF, threads and slots, run one after the other in one process.
+
+    python benchmarks/bench_clients.py [--gguf PATH] [--clients 4] [--num-predict 64]
+                                       [--threads 2] [--runs 3] [--llama-server PATH]
+
+Each request: a raw prompt that the model continues for longer than ``--num-predict``
+tokens, temperature 0, not streamed; tokens come from the answer's ``usage``. Aggregate
+tokens/s = all completion tokens / wall-clock from the first request sent to the last
+answer. Reported: each server's 1-client and N-client speeds (median of ``--runs``), its
+N ÷ 1 ratio, and modelkit ÷ each other server at N clients.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # run from a checkout without installing modelkit
+    sys.path.insert(0, str(REPO))
+
+from benchmarks.shared import add_model_arguments, load_module, model_to_measure  # noqa: E402
+
+SERVER_FIXTURE = REPO / "tests" / "fixtures" / "server.py"
+BENCH_SERVE = REPO / "benchmarks" / "bench_serve.py"
+PROMPT = "The numbers from 1 to 500, separated by commas: 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,"
+
+
+async def aggregate(url: str, model: str, clients: int, num_predict: int) -> float:
+    import httpx
+
+    body = {"model": model, "prompt": PROMPT, "max_tokens": num_predict, "temperature": 0}
+    async with httpx.AsyncClient(base_url=url, timeout=600) as client:
+
+        async def one() -> int:
+            r = await client.post("/v1/completions", json=body)
+            r.raise_for_status()
+            tokens: int = r.json()["usage"]["completion_tokens"]
+            return tokens
+
+        started = time.perf_counter()
+        counts = await asyncio.gather(*(one() for _ in range(clients)))
+    return sum(counts) / (time.perf_counter() - started)
+
+
+def wait_until_up(url: str, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited ({process.returncode})")
+        try:
+            if httpx.get(url + "/v1/models", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("the server did not start")
+
+
+@contextmanager
+def external(cmd: list[str], url: str, log: Path) -> Iterator[str]:
+    with log.open("wb") as out:
+        process = subprocess.Popen(cmd, stdout=out, stderr=out)
+    try:
+        wait_until_up(url, process)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_model_arguments(parser, runs=3, num_predict=64)
+    parser.add_argument("--clients", type=int, default=4, help="clients at once (default 4)")
+    parser.add_argument("--llama-server", type=Path, help="a llama.cpp llama-server binary")
+    args = parser.parse_args(argv)
+    gguf = model_to_measure(args.gguf)
+    if gguf is None:
+        return 0
+    fixture = load_module("modelkit_tests_fixture_server", SERVER_FIXTURE)
+    bench_serve = load_module("modelkit_bench_serve", BENCH_SERVE)
+    n, threads = args.clients, str(args.threads)
+    results: dict[str, tuple[float, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        store = work / "models"
+        store.mkdir()
+        bench_serve.build_model(gguf, store, work, args.threads)
+
+        @contextmanager
+        def modelkit() -> Iterator[str]:
+            env = {"OLLAMA_NUM_PARALLEL": str(n), "OLLAMA_KEEP_ALIVE": "-1"}
+            with fixture.running_server(store, work, env=env, timeout=60.0) as running:
+                yield running.url
+
+        servers = {"modelkit (runners)": (modelkit, bench_serve.MODEL_NAME)}
+        port = fixture.free_port()
+        try:
+            import sse_starlette  # noqa: F401  (llama_cpp.server's [server] extras)
+
+            cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf)]
+            cmd += ["--n_threads", threads, "--n_ctx", "2048", "--port", str(port)]
+            cmd += ["--host", "127.0.0.1", "--interrupt_requests", "False"]
+            url = f"http://127.0.0.1:{port}"
+            servers["llama_cpp.server"] = (
+                lambda cmd=cmd, url=url: external(cmd, url, work / "llama_cpp_server.log"),
+                "model",
+            )
+        except ImportError:
+            print(
+                "note: llama_cpp.server's extras are missing (pip install sse-starlette "
+                "starlette-context pydantic-settings): no llama_cpp.server row"
+            )
+        if args.llama_server is not None:
+            port2 = fixture.free_port()
+            cmd2 = [str(args.llama_server), "-m", str(gguf), "-np", str(n), "-t", threads]
+            cmd2 += ["-c", str(2048 * n), "--port", str(port2), "--host", "127.0.0.1"]
+            url2 = f"http://127.0.0.1:{port2}"
+            servers["llama-server (C++)"] = (
+                lambda cmd=cmd2, url=url2: external(cmd, url, work / "llama_server.log"),
+                "model",
+            )
+        for name, (start, model) in servers.items():
+            with start() as url:
+                asyncio.run(aggregate(url, model, n, args.num_predict))  # warm-up
+                one = [
+                    asyncio.run(aggregate(url, model, 1, args.num_predict))
+                    for _ in range(args.runs)
+                ]
+                many = [
+                    asyncio.run(aggregate(url, model, n, args.num_predict))
+                    for _ in range(args.runs)
+                ]
+            results[name] = (statistics.median(one), statistics.median(many))
+    print(
+        f"{gguf.name}, {args.threads} threads, {n} slots, {args.num_predict} tokens a request, "
+        f"median of {args.runs}; cpu_count {os.cpu_count()}"
+    )
+    print(f"{'server':<22} {'1 client':>10} {f'{n} clients':>11} {'ratio':>7}   (tokens/s)")
+    for name, (one, many) in results.items():
+        print(f"{name:<22} {one:>10.1f} {many:>11.1f} {many / one:>6.2f}×")
+    ours = results["modelkit (runners)"][1]
+    for name, (_, many) in results.items():
+        if not name.startswith("modelkit"):
+            print(f"modelkit ÷ {name} at {n} clients: {ours / many:.2f}×")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
