@@ -126,6 +126,7 @@ def test_fenced_call_through_openai_v1_stream(qwen_server: str) -> None:
         messages=[{"role": "user", "content": QUESTION}],
         tools=[weather_tool],
         stream=True,
+        temperature=0,  # /v1 samples at 1.0 unless told (as Ollama): greedy, as the rest
     )
     names, arguments, content, finish = "", "", "", None
     for chunk in stream:
