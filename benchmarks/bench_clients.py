@@ -20,13 +20,13 @@ import argparse
 import asyncio
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run from a checkout without installing modelkit
@@ -56,32 +56,11 @@ async def aggregate(url: str, model: str, clients: int, num_predict: int) -> flo
     return sum(counts) / (time.perf_counter() - started)
 
 
-def wait_until_up(url: str, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited ({process.returncode})")
-        try:
-            if httpx.get(url + "/v1/models", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("the server did not start")
-
-
 @contextmanager
-def external(cmd: list[str], url: str, log: Path) -> Iterator[str]:
-    with log.open("wb") as out:
-        process = subprocess.Popen(cmd, stdout=out, stderr=out)
-    try:
-        wait_until_up(url, process)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+def external(fixture: ModuleType, cmd: list[str], url: str, log: Path) -> Iterator[str]:
+    """Another project's server (``cmd``), once its ``/v1/models`` answers."""
+    with fixture.running_process(cmd, url, log, ready_path="/v1/models", timeout=120) as running:
+        yield running.url
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             cmd += ["--host", "127.0.0.1", "--interrupt_requests", "False"]
             url = f"http://127.0.0.1:{port}"
             servers["llama_cpp.server"] = (
-                lambda cmd=cmd, url=url: external(cmd, url, work / "llama_cpp_server.log"),
+                lambda cmd=cmd, url=url: external(fixture, cmd, url, work / "llama_cpp_server.log"),
                 "model",
             )
         except ImportError:
@@ -133,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             cmd2 += ["-c", str(2048 * n), "--port", str(port2), "--host", "127.0.0.1"]
             url2 = f"http://127.0.0.1:{port2}"
             servers["llama-server (C++)"] = (
-                lambda cmd=cmd2, url=url2: external(cmd, url, work / "llama_server.log"),
+                lambda cmd=cmd2, url=url2: external(fixture, cmd, url, work / "llama_server.log"),
                 "model",
             )
         for name, (start, model) in servers.items():

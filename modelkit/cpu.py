@@ -20,6 +20,7 @@ import os
 import re
 import sys
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -158,9 +159,10 @@ def guarded_llama(model_path: str, **kwargs: Any) -> Any:
             lib.llama_model_default_params = original
 
 
-def amx_allowed(environ: dict[str, str] | None = None) -> bool:
-    """Whether the environment asks for AMX (``MODELKIT_AMX=1``), for callers without
-    :class:`modelkit.config.Settings` (the registry's check, test fixtures)."""
+def amx_allowed(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether the environment asks for AMX (``MODELKIT_AMX=1``): the one reading of the
+    setting, for the runtime's settings and for callers without them (the registry's check,
+    test fixtures)."""
     return env_bool(os.environ if environ is None else environ, AMX_SETTING)
 
 

@@ -66,6 +66,7 @@ from typing import Any, Final, Protocol
 import numpy as np
 
 from modelkit.config import env_bool, env_value
+from modelkit.cpu import amx_allowed
 from modelkit.errors import ModelkitError
 from modelkit.modelfile.params import PARAMETER_TYPES, shortest_float32_repr
 
@@ -174,7 +175,7 @@ class RuntimeSettings:
             flash_attention=flash,
             kv_cache_type=env_value(env, "OLLAMA_KV_CACHE_TYPE").lower(),
             num_parallel=max(uint("OLLAMA_NUM_PARALLEL", 1), 1),
-            amx=env_bool(env, "MODELKIT_AMX"),
+            amx=amx_allowed(env),
         )
 
     @property

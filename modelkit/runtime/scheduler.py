@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import anyio.to_thread
 
@@ -400,7 +400,9 @@ class Scheduler(Generic[K, S, R]):
             raise QueueFullError()
         self._waiting += 1
 
-    def _step_locked(self, key: K, spec: S, duration: float) -> Lease[K, S, R] | _LoadPlan | None:
+    def _step_locked(
+        self, key: K, spec: S, duration: float
+    ) -> Lease[K, S, R] | _LoadPlan[K, S, R] | None:
         """A lease now, a load to run (already reserved), or None: wait for a change."""
         if self._closed:
             raise SchedulerClosedError("scheduler is shut down")
@@ -409,7 +411,7 @@ class Scheduler(Generic[K, S, R]):
             return lease
         return self._plan_load_locked(key, spec, duration)
 
-    def _plan_load_locked(self, key: K, spec: S, duration: float) -> _LoadPlan | None:
+    def _plan_load_locked(self, key: K, spec: S, duration: float) -> _LoadPlan[K, S, R] | None:
         """Reserve a load of ``key`` if nothing stands in the way; None when the caller must
         wait. The victims leave the table now and are closed by :meth:`_run_plan`."""
         if self._loading or self._closing:
@@ -441,10 +443,10 @@ class Scheduler(Generic[K, S, R]):
         self._entries[key] = placeholder
         return _LoadPlan(placeholder, closing)
 
-    def _run_plan(self, plan: _LoadPlan) -> None:
+    def _run_plan(self, plan: _LoadPlan[K, S, R]) -> None:
         """Close the plan's victims, then load (memory is given back before more is taken).
         Runs without the lock; the loader's error goes to the caller."""
-        placeholder: _Entry[K, S, R] = plan.placeholder
+        placeholder = plan.placeholder
         try:
             self._close_runners(plan.victims)
             with self._cond:
@@ -563,12 +565,12 @@ class Scheduler(Generic[K, S, R]):
 
 
 @dataclass(frozen=True)
-class _LoadPlan:
+class _LoadPlan(Generic[K, S, R]):
     """A load reserved under the lock: the placeholder entry, and the runners to close
     first."""
 
-    placeholder: Any
-    victims: list[Any]
+    placeholder: _Entry[K, S, R]
+    victims: list[R]
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:

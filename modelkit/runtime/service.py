@@ -273,13 +273,10 @@ class InferenceService:
     def _start(self, job: GenerationJob, slot: Slot) -> Iterator[Event]:
         try:
             return job.start(slot)
-        except RunnerStoppedError as err:
+        except BaseException as err:
             slot.lease.release()
-            if self._first_decode_crash(slot, err):
+            if isinstance(err, RunnerStoppedError) and self._first_decode_crash(slot, err):
                 raise _SafeRetry() from err
-            raise
-        except BaseException:
-            slot.lease.release()
             raise
 
     def _first_decode_crash(self, slot: Slot, err: RunnerStoppedError) -> bool:
@@ -560,7 +557,7 @@ class InferenceService:
     ) -> int:
         """Load ``model`` as ``options`` need it (a generate with no prompt); returns the
         wait in ns."""
-        slot = self.acquire(self._load_job(model, keep_alive, options))
+        slot = self.acquire(Job(self.view(model), options, keep_alive))
         slot.lease.release()
         return slot.waited
 
@@ -568,15 +565,10 @@ class InferenceService:
         self, model: str, keep_alive: float | None, options: dict[str, Any] | None = None
     ) -> int:
         """:meth:`load_only` for the event loop."""
-        job = await anyio.to_thread.run_sync(self._load_job, model, keep_alive, options)
-        slot = await self.acquire_async(job)
+        view = await anyio.to_thread.run_sync(self.view, model)
+        slot = await self.acquire_async(Job(view, options, keep_alive))
         slot.lease.release()
         return slot.waited
-
-    def _load_job(
-        self, model: str, keep_alive: float | None, options: dict[str, Any] | None
-    ) -> EmbedJob:
-        return self.embed_job(model, [], options=options, keep_alive=keep_alive)
 
 
 @dataclass
@@ -608,7 +600,7 @@ class GenerationJob(Job):
 
 @dataclass
 class EmbedJob(Job):
-    """An embedding request (no inputs: only load the model)."""
+    """An embedding request."""
 
     inputs: list[str]
     truncate: bool = True

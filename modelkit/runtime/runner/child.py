@@ -210,9 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # a model that does not load is the server's error to report
         conn.send({"op": "load_error", "message": str(err)})
         return 1
-    conn.send(
-        {"op": "ready", "pid": os.getpid(), "kernels": model.kernels.name, "n_ctx": model.n_ctx}
-    )
+    conn.send({"op": "ready", "pid": os.getpid(), "kernels": model.kernels.name})
     try:
         Runner(conn, model, _Faults(load.get("name", ""), params.safe_kernels)).serve()
     finally:

@@ -83,7 +83,6 @@ class RunnerProcess:
         on_exit: Callable[[RunnerProcess], None] | None = None,
     ) -> None:
         self.name = name
-        self.load = load
         self.on_exit = on_exit
         self.decoded = False  # a generation has produced a token: the kernels work
         self.exit_reason: str | None = None
@@ -127,7 +126,6 @@ class RunnerProcess:
             raise InferenceError(str(ready.get("message", "the model runner failed to load")))
         self.pid: int = ready["pid"]
         self.kernels: str = ready["kernels"]
-        self.n_ctx: int = ready["n_ctx"]
         self._reader = threading.Thread(target=self._read, name=f"runner-{self.pid}", daemon=True)
         self._reader.start()
 
@@ -225,8 +223,7 @@ class RunnerProcess:
         finally:
             self._forget(request_id)
             if not done and self.alive:
-                with contextlib.suppress(ConnectionClosed):
-                    self._conn.send({"op": "cancel", "id": request_id})
+                self._send({"op": "cancel", "id": request_id})
 
     # -- plumbing ------------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ the ``id`` it answers.
 server → runner     fields                                        runner's replies
 ==================  ===========================================  =============================
 ``load``            ``name``, ``model``, ``adapters``, ``load``    ``ready`` (``pid``,
-                    (LoadParams), ``params`` (its PARAMETERs)      ``kernels``, ``n_ctx``) or
+                    (LoadParams), ``params`` (its PARAMETERs)      ``kernels``) or
                                                                    ``load_error`` (``message``)
 ``tokenize``        ``id``, ``text``, ``add_special``              ``tokens``
 ``detokenize``      ``id``, ``tokens``                             ``text``
