@@ -8,7 +8,8 @@ a binary) — on the same GGUF, threads and slots, run one after the other in on
                                        [--threads 2] [--runs 3] [--llama-server PATH]
 
 Each request: a raw prompt that the model continues for longer than ``--num-predict``
-tokens, temperature 0, not streamed; tokens come from the answer's ``usage``. Aggregate
+tokens, temperature 0, streamed (SSE; tokens = chunks with text) or with ``--no-stream``
+whole (tokens from the answer's ``usage``). Aggregate
 tokens/s = all completion tokens / wall-clock from the first request sent to the last
 answer. Reported: each server's 1-client and N-client speeds (median of ``--runs``), its
 N ÷ 1 ratio, and modelkit ÷ each other server at N clients.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import sys
@@ -39,20 +41,37 @@ BENCH_SERVE = REPO / "benchmarks" / "bench_serve.py"
 PROMPT = "The numbers from 1 to 500, separated by commas: 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,"
 
 
-async def aggregate(url: str, model: str, clients: int, num_predict: int) -> float:
+async def aggregate(url: str, model: str, clients: int, num_predict: int, stream: bool) -> float:
     import httpx
 
-    body = {"model": model, "prompt": PROMPT, "max_tokens": num_predict, "temperature": 0}
+    body = {
+        "model": model,
+        "prompt": PROMPT,
+        "max_tokens": num_predict,
+        "temperature": 0,
+        "stream": stream,
+    }
     async with httpx.AsyncClient(base_url=url, timeout=600) as client:
 
-        async def one() -> int:
+        async def whole() -> int:
             r = await client.post("/v1/completions", json=body)
             r.raise_for_status()
             tokens: int = r.json()["usage"]["completion_tokens"]
             return tokens
 
+        async def streamed() -> int:
+            tokens = 0  # every server here sends one token a chunk
+            async with client.stream("POST", "/v1/completions", json=body) as r:
+                r.raise_for_status()
+                async for line in r.aiter_lines():
+                    if not line.startswith("data: ") or line == "data: [DONE]":
+                        continue
+                    choices = json.loads(line[6:]).get("choices") or [{}]
+                    tokens += bool(choices[0].get("text"))
+            return tokens
+
         started = time.perf_counter()
-        counts = await asyncio.gather(*(one() for _ in range(clients)))
+        counts = await asyncio.gather(*((streamed if stream else whole)() for _ in range(clients)))
     return sum(counts) / (time.perf_counter() - started)
 
 
@@ -68,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     add_model_arguments(parser, runs=3, num_predict=64)
     parser.add_argument("--clients", type=int, default=4, help="clients at once (default 4)")
     parser.add_argument("--llama-server", type=Path, help="a llama.cpp llama-server binary")
+    parser.add_argument(
+        "--no-stream", action="store_true", help="whole answers (tokens from usage), not SSE"
+    )
     args = parser.parse_args(argv)
     gguf = model_to_measure(args.gguf)
     if gguf is None:
@@ -75,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     fixture = load_module("modelkit_tests_fixture_server", SERVER_FIXTURE)
     bench_serve = load_module("modelkit_bench_serve", BENCH_SERVE)
     n, threads = args.clients, str(args.threads)
+    stream = not args.no_stream
     results: dict[str, tuple[float, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -117,19 +140,20 @@ def main(argv: list[str] | None = None) -> int:
             )
         for name, (start, model) in servers.items():
             with start() as url:
-                asyncio.run(aggregate(url, model, n, args.num_predict))  # warm-up
+                asyncio.run(aggregate(url, model, n, args.num_predict, stream))  # warm-up
                 one = [
-                    asyncio.run(aggregate(url, model, 1, args.num_predict))
+                    asyncio.run(aggregate(url, model, 1, args.num_predict, stream))
                     for _ in range(args.runs)
                 ]
                 many = [
-                    asyncio.run(aggregate(url, model, n, args.num_predict))
+                    asyncio.run(aggregate(url, model, n, args.num_predict, stream))
                     for _ in range(args.runs)
                 ]
             results[name] = (statistics.median(one), statistics.median(many))
     print(
         f"{gguf.name}, {args.threads} threads, {n} slots, {args.num_predict} tokens a request, "
-        f"median of {args.runs}; cpu_count {os.cpu_count()}"
+        f"median of {args.runs}, {'streamed' if stream else 'whole answers'}; "
+        f"cpu_count {os.cpu_count()}"
     )
     print(f"{'server':<22} {'1 client':>10} {f'{n} clients':>11} {'ratio':>7}   (tokens/s)")
     for name, (one, many) in results.items():

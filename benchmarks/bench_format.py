@@ -134,7 +134,7 @@ def make_configs(gguf: Path, num_predict: int, threads: int) -> tuple[list[Confi
     """The five configurations, and the objects to close at the end."""
     import llama_cpp
 
-    import modelkit.runtime.engine as engine
+    import modelkit.runtime.engine.model as engine
     from modelkit.cpu import guarded_llama
     from modelkit.runtime.constrain import GrammarGuard, gbnf_for_format
     from modelkit.runtime.engine import LoadedModel

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What batching parallel requests buys: aggregate generation speed of N requests running at
-once in one model (N slots, as ``OLLAMA_NUM_PARALLEL=N``), with their generation steps
-decoded together (continuous batching) and one by one, as ratios against one request alone.
+once in one model (N slots, as ``OLLAMA_NUM_PARALLEL=N``), their generation steps decoded
+together by the engine's batcher (continuous batching), as ratios against one request alone.
 
     python benchmarks/bench_parallel.py [--gguf PATH] [--parallel N] [--runs N]
                                         [--num-predict N] [--threads N]
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import queue
 import statistics
 import sys
 import threading
@@ -31,8 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from shared import add_model_arguments, model_to_measure
 
-from modelkit.runtime import engine
-from modelkit.runtime.engine import LoadedModel
+from modelkit.runtime.engine import Chunk, LoadedModel
+from modelkit.runtime.engine.batcher import BatchEntry
+from modelkit.runtime.engine.weights import internals, llama
 from modelkit.runtime.options import load_params, resolve_options
 
 
@@ -46,7 +48,31 @@ def prompt(n: int) -> str:
 
 
 def aggregate_speed(model: LoadedModel, options: Any, prompts: list[str]) -> float:
-    """Tokens/s of all ``prompts`` generated at the same time, one thread each."""
+    """Tokens/s of all ``prompts`` generated at the same time, as a runner runs them: queued
+    together, their chunks taken on the batcher's thread (no reader thread wakes up)."""
+    finished: queue.SimpleQueue[Chunk | BaseException] = queue.SimpleQueue()
+
+    def emit(item: Chunk | BaseException) -> None:
+        if isinstance(item, BaseException) or item.done:
+            finished.put(item)
+
+    gens = [model.prepare(text, options, emit) for text in prompts]
+    start = time.perf_counter()
+    with model.batcher.held():
+        for gen in gens:
+            model.submit(gen)
+    count = 0
+    for _ in prompts:
+        item = finished.get()
+        assert isinstance(item, Chunk) and item.stats is not None, item
+        assert item.stats.done_reason == "length", "a request ended early"
+        count += item.stats.eval_count
+    return count / (time.perf_counter() - start)
+
+
+def threaded_speed(model: LoadedModel, options: Any, prompts: list[str]) -> float:
+    """:func:`aggregate_speed` with each request read through :meth:`LoadedModel.generate`
+    by a thread of its own, which wakes up for every chunk."""
     counts: list[int] = []
 
     def run(text: str) -> None:
@@ -67,31 +93,33 @@ def aggregate_speed(model: LoadedModel, options: Any, prompts: list[str]) -> flo
 def ceiling_speed(model: LoadedModel, n: int, steps: int) -> float:
     """The hardware's batching ceiling: aggregate tokens/s of ``n`` sequences that each decode
     one token per ``llama_decode`` (all ``n`` in one batch) and take one native greedy sampler
-    step, with no Python engine around it (the model's own context, used directly)."""
-    llama_cpp = engine._llama()
-    internals = engine._internals()
+    step, with no Python engine around it (the model's own context, while its batcher is
+    held)."""
+    llama_cpp = llama()
+    batcher = model.batcher
+    ctx = batcher.ctx
     samplers = []
-    with model._lock:
+    with batcher.held():
         positions: list[int] = []
         nexts: list[int] = []
         for seq in range(n):  # the same prompts as the engine's requests
             tokens = model.tokenize(prompt(seq))
-            llama_cpp.llama_memory_seq_rm(model._ctx.memory, seq, -1, -1)
+            llama_cpp.llama_memory_seq_rm(ctx.memory, seq, -1, -1)
             last = len(tokens) - 1
-            model._decode([(t, i, seq, i == last) for i, t in enumerate(tokens)])
-            sampler = internals.LlamaSampler()
+            batcher.decode([BatchEntry(t, i, seq, i == last) for i, t in enumerate(tokens)])
+            sampler = internals().LlamaSampler()
             sampler.add_greedy()
             samplers.append(sampler)
             positions.append(len(tokens))
-            nexts.append(sampler.sample(model._ctx, -1))
+            nexts.append(sampler.sample(ctx, -1))
         start = time.perf_counter()
         for step in range(steps):
-            model._decode([(nexts[seq], positions[seq] + step, seq, True) for seq in range(n)])
-            nexts = [samplers[seq].sample(model._ctx, seq) for seq in range(n)]
+            batcher.decode(
+                [BatchEntry(nexts[seq], positions[seq] + step, seq, True) for seq in range(n)]
+            )
+            nexts = [samplers[seq].sample(ctx, seq) for seq in range(n)]
         elapsed = time.perf_counter() - start
-        for seq in range(n):
-            llama_cpp.llama_memory_seq_rm(model._ctx.memory, seq, -1, -1)
-            model._slot_tokens[seq] = []  # the engine's prompt cache no longer holds them
+        batcher.slots.forget()  # the engine's prompt cache no longer holds what it did
     for sampler in samplers:
         sampler.close()
     return n * steps / elapsed
@@ -111,9 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     with LoadedModel(gguf, load=load) as model:
         options = model.resolve({**request, "num_predict": args.num_predict, "temperature": 0})
         configs = {
-            "1 request alone (baseline)": (True, prompts[:1]),
-            f"{args.parallel} at once, batched steps": (True, prompts),
-            f"{args.parallel} at once, one step at a time": (False, prompts),
+            "1 request alone (baseline)": (aggregate_speed, prompts[:1]),
+            f"{args.parallel} at once, batched steps": (aggregate_speed, prompts),
+            f"{args.parallel} at once, a reader thread each": (threaded_speed, prompts),
         }
         speeds: dict[str, list[float]] = {name: [] for name in configs}
         ceiling_names = [
@@ -122,9 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         ]
         ceilings: dict[str, list[float]] = {name: [] for name in ceiling_names}
         for round_ in range(args.runs + 1):  # round 0 warms the prompt caches up
-            for name, (batched, texts) in configs.items():
-                model.batch_steps = batched
-                speed = aggregate_speed(model, options, texts)
+            for name, (measure, texts) in configs.items():
+                speed = measure(model, options, texts)
                 if round_:
                     speeds[name].append(speed)
             for name, n in zip(ceiling_names, (1, args.parallel), strict=True):

@@ -7,14 +7,14 @@ Public API (import from ``modelkit.runtime``):
   :class:`OptionTypeError` — Ollama's options with its precedence and type checks;
 - :class:`LoadParams`, :func:`load_params`, :class:`SamplingParams`,
   :func:`sampling_params`, :data:`UNSUPPORTED_OPTIONS` — their mapping onto llama.cpp;
-- :class:`LoadedModel`, :class:`Sequence`, :class:`Chunk`, :class:`GenerationStats`,
+- :class:`LoadedModel`, :class:`Chunk`, :class:`GenerationStats`,
   :class:`Embeddings` — a loaded model, generation and embeddings;
 - :class:`StopMatcher`, :func:`apply_stops` — stop strings on streamed text.
 
 ``llama_cpp`` is imported only when a model is loaded.
 """
 
-from modelkit.runtime.engine import Chunk, Embeddings, GenerationStats, LoadedModel, Sequence
+from modelkit.runtime.engine import Chunk, Embeddings, GenerationStats, LoadedModel
 from modelkit.runtime.options import (
     DEFAULT_NUM_CTX,
     KV_CACHE_TYPES,
@@ -47,7 +47,6 @@ __all__ = [
     "RuntimeDefaults",
     "RuntimeSettings",
     "SamplingParams",
-    "Sequence",
     "StopMatcher",
     "apply_option_map",
     "apply_stops",

@@ -24,7 +24,7 @@ from modelkit.config import Settings
 from modelkit.errors import InferenceError, ModelNameError, ModelNotFoundError, RequestError
 from modelkit.names import ModelName
 from modelkit.runtime.constrain import gbnf_for_format
-from modelkit.runtime.engine import Chunk, GenerationStats
+from modelkit.runtime.engine.results import Chunk, GenerationStats
 from modelkit.runtime.logprobs import MAX_TOP_LOGPROBS, Logprob
 from modelkit.runtime.options import LoadParams, Options, load_params, resolve_options
 from modelkit.runtime.parsing import ThinkingParser, ToolCall, ToolCallParser, thinking_tags

@@ -19,7 +19,7 @@ pytest.importorskip("llama_cpp")
 
 import llama_cpp
 
-import modelkit.runtime.engine as engine_module
+import modelkit.runtime.engine.model as engine_module
 from modelkit.cpu import guarded_llama
 from modelkit.errors import InferenceError, RequestError
 from modelkit.runtime.constrain import GrammarGuard, gbnf_for_format
@@ -339,7 +339,7 @@ def token(model: LoadedModel, text: str) -> int:
 
 @pytest.fixture
 def json_guard(tiny: LoadedModel) -> Iterator[GrammarGuard]:
-    guard = GrammarGuard(tiny._vocab, gbnf_for_format("json") or "", tiny.n_vocab)
+    guard = GrammarGuard(tiny.weights.vocab, gbnf_for_format("json") or "", tiny.n_vocab)
     yield guard
     guard.close()
 
@@ -348,13 +348,13 @@ def test_guard_allows_only_what_can_start_json(tiny: LoadedModel, json_guard: Gr
     assert json_guard.allows(token(tiny, "{"))
     for text in ("x", "[", " ", '"', "}", "1"):  # the JSON grammar's root is an object
         assert not json_guard.allows(token(tiny, text)), text
-    assert not json_guard.allows(llama_cpp.llama_vocab_eos(tiny._vocab))
+    assert not json_guard.allows(llama_cpp.llama_vocab_eos(tiny.weights.vocab))
     # allows() only checks: nothing was accepted, "{" is still what may come first
     assert json_guard.allows(token(tiny, "{"))
 
 
 def test_guard_follows_accepted_tokens(tiny: LoadedModel, json_guard: GrammarGuard) -> None:
-    eos = llama_cpp.llama_vocab_eos(tiny._vocab)
+    eos = llama_cpp.llama_vocab_eos(tiny.weights.vocab)
     json_guard.accept(token(tiny, "{"))
     assert json_guard.allows(token(tiny, "}"))
     assert json_guard.allows(token(tiny, '"'))
@@ -368,13 +368,13 @@ def test_guard_follows_accepted_tokens(tiny: LoadedModel, json_guard: GrammarGua
 
 
 def test_guard_allows_a_multibyte_token(tiny: LoadedModel) -> None:
-    guard = GrammarGuard(tiny._vocab, 'root ::= "Hello" | "Help"', tiny.n_vocab)
+    guard = GrammarGuard(tiny.weights.vocab, 'root ::= "Hello" | "Help"', tiny.n_vocab)
     try:
         assert guard.allows(token(tiny, "Hello"))
         assert guard.allows(token(tiny, "H"))
         assert not guard.allows(token(tiny, "x"))
         guard.accept(token(tiny, "Hello"))
-        assert guard.allows(llama_cpp.llama_vocab_eos(tiny._vocab))
+        assert guard.allows(llama_cpp.llama_vocab_eos(tiny.weights.vocab))
     finally:
         guard.close()
 

@@ -57,6 +57,9 @@ def test_answers_match_the_engine_in_process(runner: RunnerProcess, tiny_gguf: P
     assert tokens and runner.detokenize(tokens).strip().endswith("hello there")
     assert runner.pid != os.getpid() and runner.pid == runner.process.pid
     assert runner.rss() > 0 and runner.kernels.startswith("cpu")
+    health = runner.health()
+    assert health["pid"] == runner.pid and health["busy"] == 0
+    assert health["steps"] >= 12  # its batcher decoded the answer above, step by step
 
 
 def test_logprobs_and_grammar_cross_the_wire(runner: RunnerProcess) -> None:

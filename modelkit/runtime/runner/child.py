@@ -2,10 +2,11 @@
 (``python -m modelkit.runtime.runner FD``), serving the protocol of :mod:`.protocol`.
 
 A native crash here (a segfault in a kernel, an abort, the OOM killer) ends this process only:
-the server fails this model's requests and starts a new runner. Generation requests run on
-threads of their own, whose steps the engine batches into one ``llama_decode``; a cancel frees
-the request's slot at once. The runner exits when its parent goes (``PR_SET_PDEATHSIG``, and
-the socket closing) so that no model outlives the server.
+the server fails this model's requests and starts a new runner. This process reads requests on
+its main thread and queues generations to the engine's batcher, whose thread decodes them all
+and sends their chunks; a cancel frees the request's slot at the next step. The runner exits
+when its parent goes (``PR_SET_PDEATHSIG``, and the socket closing) so that no model outlives
+the server.
 
 Fault injection, for tests (read by the runner only): ``MODELKIT_RUNNER_CRASH_AFTER`` is
 ``N`` or ``MODEL=N`` (a real SIGSEGV, through ctypes, at the N-th token of a generation, in
@@ -28,7 +29,8 @@ from collections.abc import Callable
 from typing import Any
 
 from modelkit.errors import RequestError
-from modelkit.runtime.engine import LoadedModel
+from modelkit.runtime.engine import Chunk, LoadedModel
+from modelkit.runtime.engine.generation import Generation
 from modelkit.runtime.runner.protocol import (
     Connection,
     ConnectionClosed,
@@ -89,11 +91,17 @@ class Runner:
         self.conn = conn
         self.model = model
         self.faults = faults
-        self.cancelled: dict[int, threading.Event] = {}
+        self.generations: dict[int, Generation] = {}
         self.lock = threading.Lock()
+        model.batcher.after_step = self._flush
+
+    def _flush(self) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            self.conn.flush()
 
     def serve(self) -> None:
         handlers: dict[str, Callable[[dict[str, Any]], None]] = {
+            "generate": self._generate,
             "tokenize": self._tokenize,
             "detokenize": self._detokenize,
             "health": self._health,
@@ -108,14 +116,11 @@ class Runner:
                 return
             if op == "cancel":
                 with self.lock:
-                    event = self.cancelled.get(msg["id"])
-                if event is not None:
-                    event.set()
-            elif op in ("generate", "embed"):
-                with self.lock:
-                    self.cancelled[msg["id"]] = threading.Event()
-                work = self._generate if op == "generate" else self._embed
-                threading.Thread(target=self._guarded, args=(work, msg), daemon=True).start()
+                    gen = self.generations.pop(msg["id"], None)
+                if gen is not None:
+                    self.model.cancel(gen)
+            elif op == "embed":  # its own context: on a thread, beside the batcher's
+                threading.Thread(target=self._guarded, args=(self._embed, msg), daemon=True).start()
             elif op in handlers:
                 self._guarded(handlers[op], msg)
             else:
@@ -128,14 +133,12 @@ class Runner:
         except ConnectionClosed:
             pass
         except Exception as err:  # every failure goes back to the one request it belongs to
-            kind = "request" if isinstance(err, RequestError) else "inference"
-            with contextlib.suppress(ConnectionClosed):
-                self.conn.send(
-                    {"id": msg.get("id"), "op": "error", "message": str(err), "kind": kind}
-                )
-        finally:
-            with self.lock:
-                self.cancelled.pop(msg.get("id", -1), None)
+            self._send_error(msg.get("id"), err)
+
+    def _send_error(self, request_id: int | None, err: BaseException) -> None:
+        kind = "request" if isinstance(err, RequestError) else "inference"
+        with contextlib.suppress(ConnectionClosed):
+            self.conn.send({"id": request_id, "op": "error", "message": str(err), "kind": kind})
 
     def _tokenize(self, msg: dict[str, Any]) -> None:
         tokens = self.model.tokenize(msg["text"], add_special=msg.get("add_special", True))
@@ -146,28 +149,47 @@ class Runner:
         self.conn.send({"id": msg["id"], "op": "text", "text": text})
 
     def _health(self, msg: dict[str, Any]) -> None:
-        self.conn.send({"id": msg["id"], "op": "health", "pid": os.getpid()})
+        batcher = self.model.batcher
+        reply = {"pid": os.getpid(), "busy": batcher.busy, "steps": batcher.steps}
+        self.conn.send({"id": msg["id"], "op": "health", **reply})
 
     def _generate(self, msg: dict[str, Any]) -> None:
-        request_id = msg["id"]
-        with self.lock:
-            cancelled = self.cancelled[request_id]
-        chunks = self.model.generate(
+        """Check and queue a generation; the batcher's thread sends its chunks."""
+        request_id: int = msg["id"]
+        sent = 0
+
+        def emit(item: Chunk | BaseException) -> None:
+            nonlocal sent
+            if gen.cancelled:
+                return
+            if isinstance(item, BaseException):
+                self._forget(request_id)
+                self._send_error(request_id, item)
+                return
+            sent += 1
+            self.faults.token(sent)
+            if item.done:
+                self._forget(request_id)
+            with contextlib.suppress(ConnectionClosed):
+                # sent with the step's other chunks, in one write (see __init__)
+                self.conn.send({"id": request_id, "op": "chunk", **chunk_to_wire(item)}, later=True)
+
+        gen = self.model.prepare(
             msg["prompt"],
             options_from_wire(msg["options"]),
+            emit,
             truncate=msg.get("truncate", True),
             grammar=msg.get("grammar"),
             top_logprobs=msg.get("top_logprobs"),
             shift=msg.get("shift", True),
         )
-        try:
-            for count, chunk in enumerate(chunks, 1):
-                self.faults.token(count)
-                if cancelled.is_set():
-                    return
-                self.conn.send({"id": request_id, "op": "chunk", **chunk_to_wire(chunk)})
-        finally:
-            chunks.close()  # frees the slot (and keeps its KV as a prompt cache)
+        with self.lock:
+            self.generations[request_id] = gen
+        self.model.submit(gen)
+
+    def _forget(self, request_id: int) -> None:
+        with self.lock:
+            self.generations.pop(request_id, None)
 
     def _embed(self, msg: dict[str, Any]) -> None:
         result = self.model.embed_with_stats(

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from modelkit.errors import InferenceError, RequestError
-from modelkit.runtime.engine import Chunk, Embeddings
+from modelkit.runtime.engine.results import Chunk, Embeddings
 from modelkit.runtime.options import LoadParams, Options
 from modelkit.runtime.runner.protocol import (
     Connection,
@@ -165,6 +165,12 @@ class RunnerProcess:
         self.process.wait()
 
     # -- the model's calls ---------------------------------------------------------------------
+
+    def health(self) -> dict[str, int]:
+        """The runner's pid, how many requests it is running or holding, and its decode
+        steps so far (it answers between steps: a reply means its batcher is alive)."""
+        reply = self._call({"op": "health"})
+        return {key: int(reply[key]) for key in ("pid", "busy", "steps")}
 
     def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
         reply = self._call({"op": "tokenize", "text": text, "add_special": add_special})

@@ -15,11 +15,15 @@ server → runner     fields                                        runner's rep
 ``detokenize``      ``id``, ``tokens``                             ``text``
 ``generate``        ``id``, ``prompt``, ``options`` (Options        ``chunk`` … (``text``,
                     fields), ``truncate``, ``grammar``,            ``logprobs``), then ``chunk``
-                    ``top_logprobs``, ``shift``                    with ``done`` and ``stats``
+                    ``top_logprobs``, ``shift``                    with ``done`` and ``stats``;
+                                                                   a step's chunks go out in
+                                                                   one write
 ``embed``           ``id``, ``inputs``, ``truncate``,              ``embeddings`` (``vectors``,
                     ``dimensions``                                 ``prompt_eval_count``)
 ``cancel``          ``id`` (of a generate whose client left)       none; the slot frees
-``health``          ``id``                                         ``health`` (``pid``)
+``health``          ``id``                                         ``health`` (``pid``,
+                                                                   ``busy`` requests, decode
+                                                                   ``steps`` so far)
 ``shutdown``        –                                              the runner exits 0
 ==================  ===========================================  =============================
 
@@ -38,7 +42,7 @@ import threading
 from dataclasses import asdict
 from typing import Any
 
-from modelkit.runtime.engine import Chunk, Embeddings, GenerationStats
+from modelkit.runtime.engine.results import Chunk, Embeddings, GenerationStats
 from modelkit.runtime.logprobs import Logprob, TokenLogprob
 from modelkit.runtime.options import LoadParams, Options
 
@@ -67,14 +71,29 @@ class Connection:
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self._send_lock = threading.Lock()
+        self._held: list[bytes] = []
 
-    def send(self, message: dict[str, Any]) -> None:
+    def send(self, message: dict[str, Any], *, later: bool = False) -> None:
+        """Send ``message`` now, or with ``later`` keep it for the next :meth:`flush` (or
+        the next plain send), so that several go out in one write."""
         data = json.dumps(message, separators=(",", ":")).encode()
         with self._send_lock:
-            try:
-                self._sock.sendall(_HEADER.pack(len(data)) + data)
-            except OSError as err:
-                raise ConnectionClosed(str(err)) from None
+            self._held.append(_HEADER.pack(len(data)) + data)
+            if not later:
+                self._write()
+
+    def flush(self) -> None:
+        """Send what :meth:`send` kept back."""
+        with self._send_lock:
+            if self._held:
+                self._write()
+
+    def _write(self) -> None:
+        data, self._held = b"".join(self._held), []
+        try:
+            self._sock.sendall(data)
+        except OSError as err:
+            raise ConnectionClosed(str(err)) from None
 
     def recv(self) -> dict[str, Any]:
         (size,) = _HEADER.unpack(self._read(_HEADER.size))
