@@ -71,3 +71,76 @@ modelkit_install_llama_cpp() {
     python -m pip install -q "llama-cpp-python==${MODELKIT_LLAMA_CPP_VERSION}"  # its dependencies
     echo "${key}" > "${VIRTUAL_ENV}/.modelkit-llama-cpp"
 }
+
+# llama-cpp-python for container images (`modelkit runtime-image`): a wheel that runs on other
+# x86-64 machines than this one, kept like the native one in a folder keyed by a hash of
+# version, flags and machine: ~/.cache/modelkit/llama-cpp-portable-wheels/<key>/, with a
+# llama-cpp-build.txt naming the build (the image's io.modelkit.llama-cpp.build label).
+# Copies the wheel and that file into DIR.
+#  MODELKIT_LLAMA_PORTABLE=x86-64-v3 (default): -DGGML_NATIVE=OFF with an explicit baseline
+#    (AVX, AVX2, FMA, F16C, BMI2: Haswell/Zen 1 and later; no AVX-512, no AMX). ~10-14 min.
+#  MODELKIT_LLAMA_PORTABLE=cpu-variants: llama.cpp's runtime CPU dispatch (GGML_BACKEND_DL +
+#    GGML_CPU_ALL_VARIANTS: one libggml-cpu-<variant>.so per CPU generation, the best one
+#    loaded at start-up). ~17 min. llama-cpp-python 0.3.36 installs the variants outside
+#    llama_cpp/lib and never calls ggml_backend_load_all(), so a model load then fails with
+#    "no backends are loaded": the check below refuses such a wheel.
+# OpenMP off as for the native build; pip's wheel cache ignores CMAKE_ARGS, hence
+# --no-cache-dir and our own cache.
+modelkit_portable_llama_wheel() {
+    local dest=${1:?usage: modelkit_portable_llama_wheel DIR}
+    local arch label cmake_args="-DGGML_OPENMP=OFF -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF"
+    arch=$(uname -m)
+    case "${MODELKIT_LLAMA_PORTABLE:-x86-64-v3}" in
+        x86-64-v3)
+            if [ "${arch}" = x86_64 ]; then
+                cmake_args="${cmake_args} -DGGML_SSE42=ON -DGGML_AVX=ON -DGGML_AVX2=ON"
+                cmake_args="${cmake_args} -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
+                cmake_args="${cmake_args} -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF"
+                label=x86-64-v3
+            else
+                label="${arch} generic (GGML_NATIVE=OFF)"
+            fi
+            ;;
+        cpu-variants)
+            cmake_args="${cmake_args} -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON"
+            label="cpu-variants (dynamic dispatch)"
+            ;;
+        *)
+            echo "error: MODELKIT_LLAMA_PORTABLE is x86-64-v3 or cpu-variants, not '${MODELKIT_LLAMA_PORTABLE}'" >&2
+            return 1
+            ;;
+    esac
+    local key
+    key=$(printf '%s %s %s' "${MODELKIT_LLAMA_CPP_VERSION}" "${cmake_args}" "${arch}" \
+        | sha256sum | cut -c1-16)
+    local wheels="${XDG_CACHE_HOME:-${HOME}/.cache}/modelkit/llama-cpp-portable-wheels/${key}"
+    if ! ls "${wheels}"/llama_cpp_python-*.whl >/dev/null 2>&1; then
+        echo "== building a portable llama-cpp-python ${MODELKIT_LLAMA_CPP_VERSION} (${label}: ${cmake_args}); once, minutes"
+        rm -rf "${wheels}.tmp" && mkdir -p "${wheels}.tmp"
+        CMAKE_ARGS="${cmake_args}" python -m pip wheel -q --no-deps --no-cache-dir \
+            -w "${wheels}.tmp" "llama-cpp-python==${MODELKIT_LLAMA_CPP_VERSION}"
+        modelkit_check_llama_wheel "${wheels}.tmp"/llama_cpp_python-*.whl || return 1
+        echo "${label}" > "${wheels}.tmp/llama-cpp-build.txt"
+        rm -rf "${wheels}" && mv "${wheels}.tmp" "${wheels}"
+    fi
+    mkdir -p "${dest}"
+    cp "${wheels}"/llama_cpp_python-*.whl "${wheels}/llama-cpp-build.txt" "${dest}/"
+}
+
+# Unpack a llama-cpp-python wheel into a temp folder and check that its llama.cpp has a CPU
+# backend (llama_print_system_info names the CPU features it uses; a wheel whose backends
+# are not loaded prints nothing there and cannot load any model). Uses this venv's numpy &c.
+modelkit_check_llama_wheel() {
+    local wheel=${1:?usage: modelkit_check_llama_wheel WHEEL} tmp info
+    tmp=$(mktemp -d)
+    python -m pip install -q --no-deps --no-compile --target "${tmp}" "${wheel}" || { rm -rf "${tmp}"; return 1; }
+    info=$(cd "${tmp}" && PYTHONPATH="${tmp}" python -c \
+        'import llama_cpp; print(llama_cpp.llama_print_system_info().decode())' 2>&1) || true
+    rm -rf "${tmp}"
+    echo "   llama.cpp system info: ${info}"
+    case "${info}" in
+        *"CPU :"*) return 0 ;;
+        *) echo "error: ${wheel##*/}: llama.cpp has no CPU backend loaded (system info: '${info}')" >&2
+           return 1 ;;
+    esac
+}

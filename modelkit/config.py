@@ -40,6 +40,8 @@ DEFAULT_NUM_PARALLEL = 1
 DEFAULT_MAX_LOADED_MODELS = 3  # Ollama's automatic value on a CPU-only machine
 DEFAULT_MAX_QUEUE = 512
 DEFAULT_CONTEXT_LENGTH = 4096  # Ollama's automatic value below 23 GiB of VRAM (none here)
+DEFAULT_SHUTDOWN_TIMEOUT = 5.0  # seconds in-flight requests get after SIGTERM/SIGINT
+DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024  # JSON bodies; blobs are streamed, not read whole
 
 _INT_RE = re.compile(r"[+-]?[0-9]+")  # Go's strconv.ParseInt(s, 10, _) syntax
 _UINT_RE = re.compile(r"[0-9]+")  # Go's strconv.ParseUint(s, 10, _) syntax
@@ -249,6 +251,28 @@ def _env_duration(
     return result
 
 
+def _env_shutdown_timeout(environ: Mapping[str, str]) -> float:
+    """MODELKIT_SHUTDOWN_TIMEOUT: a Go duration or integer seconds; invalid or negative →
+    the default."""
+    value = env_value(environ, "MODELKIT_SHUTDOWN_TIMEOUT")
+    if not value:
+        return DEFAULT_SHUTDOWN_TIMEOUT
+    try:
+        result = parse_keep_alive(value)
+    except ValueError:
+        result = -1.0
+    if result < 0:
+        log.warning("invalid duration, using default: MODELKIT_SHUTDOWN_TIMEOUT=%r", value)
+        return DEFAULT_SHUTDOWN_TIMEOUT
+    return result
+
+
+def parse_preload(value: str) -> tuple[str, ...]:
+    """MODELKIT_PRELOAD: comma-separated model names (blanks and repeats dropped)."""
+    names = (part.strip() for part in value.split(","))
+    return tuple(dict.fromkeys(name for name in names if name))
+
+
 # -- OLLAMA_HOST ------------------------------------------------------------------------------
 
 
@@ -427,6 +451,17 @@ class Settings:
     nohistory: bool = False
     ollama_version: str = OLLAMA_API_VERSION
     amx: bool = False
+    preload: tuple[str, ...] = ()
+    shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
+    api_keys: str = field(default="", repr=False)  # secrets: never in a repr or a log
+    api_keys_file: Path | None = None
+    metrics_public: bool = False
+    max_num_ctx: int = 0  # 0: the model's trained context is the only cap
+    max_num_predict: int = 0  # 0: no cap
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_requests_per_minute: int = 0  # per API key (per client address without keys); 0: off
+    max_images: int = 8  # images in one request
+    max_image_bytes: int = 20 * 1024 * 1024  # one image, decoded
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -457,6 +492,17 @@ class Settings:
             nohistory=env_bool(env, "OLLAMA_NOHISTORY"),
             ollama_version=env_value(env, "MODELKIT_OLLAMA_VERSION") or OLLAMA_API_VERSION,
             amx=env_bool(env, "MODELKIT_AMX"),
+            preload=parse_preload(env_value(env, "MODELKIT_PRELOAD")),
+            shutdown_timeout=_env_shutdown_timeout(env),
+            api_keys=env_value(env, "MODELKIT_API_KEYS"),
+            api_keys_file=_env_path(env, "MODELKIT_API_KEYS_FILE"),
+            metrics_public=env_bool(env, "MODELKIT_METRICS_PUBLIC"),
+            max_num_ctx=env_uint(env, "MODELKIT_MAX_NUM_CTX", 0),
+            max_num_predict=env_uint(env, "MODELKIT_MAX_NUM_PREDICT", 0),
+            max_body_bytes=env_uint(env, "MODELKIT_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
+            max_requests_per_minute=env_uint(env, "MODELKIT_MAX_REQUESTS_PER_MINUTE", 0),
+            max_images=env_uint(env, "MODELKIT_MAX_IMAGES", 8),
+            max_image_bytes=env_uint(env, "MODELKIT_MAX_IMAGE_BYTES", 20 * 1024 * 1024),
         )
 
     @property
@@ -538,7 +584,63 @@ class Settings:
                 self.ollama_version,
                 "The Ollama version /api/version reports (clients gate features on it)",
             ),
+            (
+                "MODELKIT_PRELOAD",
+                ",".join(self.preload),
+                "Models to load at start-up and keep loaded (comma separated; see /readyz)",
+            ),
+            (
+                "MODELKIT_SHUTDOWN_TIMEOUT",
+                format_duration(self.shutdown_timeout),
+                'How long in-flight requests may run on after SIGTERM (default "5s")',
+            ),
+            (
+                "MODELKIT_API_KEYS",
+                "(set)" if self.api_keys else "",
+                "API keys (key or name:key, comma separated, admin scope); none: no auth",
+            ),
+            (
+                "MODELKIT_API_KEYS_FILE",
+                str(self.api_keys_file) if self.api_keys_file else "",
+                "File of 'NAME SHA256 SCOPE' lines (modelkit keys add); scopes inference, admin",
+            ),
+            (
+                "MODELKIT_METRICS_PUBLIC",
+                _bool_text(self.metrics_public),
+                "Serve /metrics without a key when API keys are on",
+            ),
+            (
+                "MODELKIT_MAX_NUM_CTX",
+                str(self.max_num_ctx),
+                "Largest num_ctx a request may ask for (0: the model's trained context)",
+            ),
+            (
+                "MODELKIT_MAX_NUM_PREDICT",
+                str(self.max_num_predict),
+                "Largest num_predict a request may ask for (0: no limit)",
+            ),
+            (
+                "MODELKIT_MAX_BODY_BYTES",
+                str(self.max_body_bytes),
+                "Largest JSON request body in bytes (413 beyond)",
+            ),
+            (
+                "MODELKIT_MAX_REQUESTS_PER_MINUTE",
+                str(self.max_requests_per_minute),
+                "Requests a minute per API key, or per client address (0: no limit; 429 beyond)",
+            ),
+            ("MODELKIT_MAX_IMAGES", str(self.max_images), "Most images in one request"),
+            (
+                "MODELKIT_MAX_IMAGE_BYTES",
+                str(self.max_image_bytes),
+                "Largest image in bytes (decoded)",
+            ),
         ]
+
+
+def _env_path(environ: Mapping[str, str], key: str) -> Path | None:
+    value = env_value(environ, key)
+    return Path(value).expanduser() if value else None
 
 
 def _bool_text(value: bool) -> str:

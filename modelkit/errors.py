@@ -12,6 +12,9 @@ them prints. Tree::
     │   ├── InvalidDigestError
     │   └── BlobNotFoundError
     ├── BuildError          a build that cannot proceed (missing FROM, unsupported source)
+    ├── ImageError          a container image that cannot be assembled or written
+    ├── DeployError         deployment files that cannot be generated as asked
+    ├── ApiKeyError         an API key setting or key file that cannot be read
     └── CheckError          a built model that fails its smoke check or --test spec
 """
 
@@ -145,3 +148,20 @@ class RegistryError(ModelkitError):
         super().__init__(message)
         self.url = url
         self.status = status
+
+
+class ImageError(ModelkitError):
+    """A container image that cannot be assembled or written: a bad image reference or output,
+    a runtime (base) image that cannot be read, no Docker daemon for ``--load``, ..."""
+
+
+class DeployError(ModelkitError):
+    """Deployment files that cannot be generated as asked: a model source the target or the
+    Kubernetes version does not support, a missing ``--model-image``, a bad image reference,
+    a model whose GGUF lacks what resource sizing needs, an output folder that cannot be
+    written, ..."""
+
+
+class ApiKeyError(ModelkitError):
+    """An API key setting or key file that cannot be read (``MODELKIT_API_KEYS_FILE``), or a
+    key that cannot be added as asked."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ from modelkit.validate.lint import lint_text
 from modelkit.validate.sarif import to_sarif
 
 if TYPE_CHECKING:  # importing these only to name types costs ~0.3 s
+    from modelkit.image import ImageRef, Output
     from modelkit.registry import ProgressFn
     from modelkit.validate.runner import CaseResult
 
@@ -140,10 +142,11 @@ def run_build(
     no_check: bool = False,
     test_spec: str | None = None,
     jobs: int = 1,
-) -> None:
-    """Build ``tag``. A FROM name missing locally is pulled from its registry (``pull``: also
-    one present locally); a dry run only checks that the registry has it. Before the tag is
-    written the model is smoke-checked (unless ``no_check``) and ``test_spec`` run."""
+) -> ModelName | None:
+    """Build ``tag`` (returns its name; None for a dry run). A FROM name missing locally is
+    pulled from its registry (``pull``: also one present locally); a dry run only checks that
+    the registry has it. Before the tag is written the model is smoke-checked (unless
+    ``no_check``) and ``test_spec`` run."""
     settings = Settings.from_env()
     err = Console(stderr=True)
     check = build_check(
@@ -170,10 +173,10 @@ def run_build(
             plan = plan_build(parsed, store, cache, default_sources(store, pull=options))
         except WouldPull as would:
             click.echo(format_would_pull(would, name))
-            return
+            return None
     if dry_run:
         click.echo(format_plan(plan, name))
-        return
+        return None
     with byte_progress(err, enabled=not quiet) as progress:
         result = execute_build(
             plan, name, store, cache, noprune=settings.noprune, progress=progress, check=check
@@ -185,6 +188,7 @@ def run_build(
         click.echo("writing manifest", err=True)
         click.echo("success", err=True)
     click.echo(f"{result.name.display} {result.stored.digest[:12]}")
+    return result.name
 
 
 MODELFILE_OPTION = click.option(
@@ -230,16 +234,133 @@ def build_options(command: Callable[..., None]) -> Callable[..., None]:
     return command
 
 
+@dataclass(frozen=True)
+class ImageRequest:
+    """``build --image``: the model image to assemble once the build succeeded."""
+
+    ref: ImageRef
+    runtime: str
+    outputs: tuple[Output, ...]
+    push: bool
+    load: bool
+    insecure: bool
+
+    @classmethod
+    def from_options(
+        cls,
+        image: str | None,
+        runtime: str | None,
+        outputs: tuple[str, ...],
+        push: bool,
+        load: bool,
+        insecure: bool,
+    ) -> ImageRequest | None:
+        """Checked before anything is built; None without ``--image``."""
+        if image is None:
+            if runtime or outputs or push or load:
+                raise click.UsageError(
+                    "--runtime, --image-output, --push-image and --load-image go with --image"
+                )
+            return None
+        if runtime is None:
+            raise click.UsageError("--image needs --runtime RUNTIME_IMAGE")
+        if not (outputs or push or load):
+            raise click.UsageError("--image needs --image-output, --push-image or --load-image")
+        from modelkit.image import ImageRef, parse_output  # the registry stack: only now
+
+        return cls(
+            ImageRef.parse(image),
+            runtime,
+            tuple(parse_output(o) for o in outputs),
+            push,
+            load,
+            insecure,
+        )
+
+    def ship(self, name: ModelName, *, quiet: bool) -> None:
+        """Assemble the model image and write, push and/or load it."""
+        from modelkit.image import assemble, load, push, write
+
+        console = Console(stderr=True, quiet=quiet)
+        with (
+            registry_progress(console) as show,
+            assemble(
+                Store(Settings.from_env().models),
+                name,
+                base=self.runtime,
+                # The image serves this one model: load it at start-up, so that the image's
+                # HEALTHCHECK (/readyz) turns healthy once it can answer.
+                env={"MODELKIT_PRELOAD": name.display},
+                insecure=self.insecure,
+                progress=show,
+            ) as img,
+        ):
+            for out in self.outputs:
+                write(img, out, self.ref, show)
+            if self.push:
+                push(img, self.ref, insecure=self.insecure, progress=show)
+            if self.load:
+                load(img, self.ref)
+        click.echo(f"{self.ref} {img.digest}")
+
+
+IMAGE_OPTIONS = [
+    click.option(
+        "--image",
+        metavar="IMAGE",
+        help="After the build, assemble a container image of the model (no Docker daemon"
+        " needed) named IMAGE: its weights and config as two layers on --runtime.",
+    ),
+    click.option(
+        "--runtime",
+        metavar="RUNTIME_IMAGE",
+        help="The image's base, from `modelkit runtime-image`: REGISTRY/REPO:TAG,"
+        " oci:DIR[:TAG], docker-archive:FILE or docker-daemon:NAME:TAG.",
+    ),
+    click.option(
+        "--image-output",
+        multiple=True,
+        metavar="oci:DIR | docker-archive:FILE",
+        help="Write the image to an OCI layout or a docker-load archive (repeatable).",
+    ),
+    click.option("--push-image", is_flag=True, help="Push the image to its registry."),
+    click.option("--load-image", is_flag=True, help="Load the image into the Docker daemon."),
+]
+
+
+def image_options(command: Callable[..., None]) -> Callable[..., None]:
+    for option in reversed(IMAGE_OPTIONS):
+        command = option(command)
+    return command
+
+
 @click.command()
 @click.option("-t", "--tag", required=True, help="The model name, e.g. mymodel:latest.")
 @build_options
+@image_options
 def build(tag: str, modelfile: str, **options: Any) -> None:
     """Build a model from a Modelfile into the store (a FROM name missing locally is pulled).
 
     Before the tag is written the model must pass a smoke check (it loads, its template
     renders a system and a user message, it generates a few tokens) and, with --test, every
-    case of a test spec; otherwise the build fails and no tag is written."""
-    run_build(modelfile, tag, **options)
+    case of a test spec; otherwise the build fails and no tag is written.
+
+    With --image IMAGE --runtime RUNTIME_IMAGE it then ships the model as a container image
+    (as `modelkit image` does, with MODELKIT_PRELOAD set to the model): --load-image,
+    --push-image and/or --image-output."""
+    request = ImageRequest.from_options(
+        options.pop("image"),
+        options.pop("runtime"),
+        options.pop("image_output"),
+        options.pop("push_image"),
+        options.pop("load_image"),
+        bool(options.get("insecure")),
+    )
+    if request is not None and options.get("dry_run"):
+        raise click.UsageError("--image cannot go with --dry-run")
+    name = run_build(modelfile, tag, **options)
+    if request is not None and name is not None:
+        request.ship(name, quiet=bool(options.get("quiet")))
 
 
 @click.command()

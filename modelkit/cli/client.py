@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,10 +30,16 @@ def _error_text(response: httpx.Response) -> str:
     return response.text
 
 
+def api_key_headers() -> dict[str, str]:
+    """``Authorization: Bearer $MODELKIT_API_KEY`` for a server that wants API keys."""
+    key = os.environ.get("MODELKIT_API_KEY", "").strip()
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
 class APIClient:
     def __init__(self, base_url: str, timeout: float | None = None) -> None:
         self.base_url = base_url.rstrip("/")
-        self.http = httpx.Client(base_url=self.base_url, timeout=timeout)
+        self.http = httpx.Client(base_url=self.base_url, timeout=timeout, headers=api_key_headers())
 
     def _unreachable(self) -> ClientError:
         return ClientError(

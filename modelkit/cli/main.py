@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rm": ("model_cmds", "rm"),
     "prune": ("model_cmds", "prune"),
     "serve": ("serve_cmds", "serve"),
+    "healthcheck": ("health_cmds", "healthcheck"),
+    "keys": ("keys_cmds", "keys"),
     "run": ("run_cmds", "run"),
     "ps": ("run_cmds", "ps"),
     "stop": ("run_cmds", "stop"),
@@ -31,6 +33,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pull": ("registry_cmds", "pull_cmd"),
     "push": ("registry_cmds", "push_cmd"),
     "test": ("test_cmds", "test"),
+    "image": ("image_cmds", "image"),
+    "runtime-image": ("runtime_image_cmds", "runtime_image"),
+    "deploy": ("deploy_cmds", "deploy"),
 }
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from modelkit.cli.client import api_key_headers
 from modelkit.cli.options import jobs_option
 from modelkit.config import Settings
 from modelkit.errors import ModelkitError
@@ -79,7 +80,9 @@ def test(
             f"{path}: the spec names no model: add model: or modelfile:, or give --model", err=True
         )
         ctx.exit(2)
-    backend: Backend = HttpBackend(host) if host else InProcessBackend(settings, jobs)
+    backend: Backend = (
+        HttpBackend(host, headers=api_key_headers()) if host else InProcessBackend(settings, jobs)
+    )
     started = time.perf_counter()
     try:
         results = run_spec(

@@ -110,15 +110,24 @@ class TokenArray:
 class GrammarGuard:
     """A grammar sampler used as a check first and as a filter only when needed."""
 
-    def __init__(self, vocab: Any, gbnf: str, n_vocab: int) -> None:
+    def __init__(self, vocab: Any, gbnf: str, n_vocab: int, *, compiled: Any = None) -> None:
         llama_cpp = _llama()
         self._llama_cpp = llama_cpp  # kept: close() may run at interpreter exit
-        self.sampler = llama_cpp.llama_sampler_init_grammar(vocab, gbnf.encode(), b"root")
+        self.vocab, self.gbnf, self.n_vocab = vocab, gbnf, n_vocab
+        if compiled is not None:  # a copy of a compiled grammar, in its start state
+            self.sampler = llama_cpp.llama_sampler_clone(compiled)
+        else:
+            self.sampler = llama_cpp.llama_sampler_init_grammar(vocab, gbnf.encode(), b"root")
         if not self.sampler:
-            raise InferenceError("the format grammar could not be compiled")
+            raise RequestError("the grammar could not be compiled by llama.cpp")
         self.tokens = TokenArray(n_vocab)
         self.fast_hits = 0
         self.slow_paths = 0
+
+    def copy(self) -> GrammarGuard:
+        """A guard of the same grammar from its start, without parsing it again (for a cache
+        of compiled grammars; only an unused guard's state is the start state)."""
+        return type(self)(self.vocab, self.gbnf, self.n_vocab, compiled=self.sampler)
 
     def allows(self, token: int) -> bool:
         llama_cpp = _llama()

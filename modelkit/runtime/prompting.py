@@ -119,13 +119,23 @@ def fit_to_context(
     count_tokens: Callable[[str], int],
     messages: Messages,
     num_ctx: int,
-) -> str:
+    *,
+    truncate: bool = True,
+) -> tuple[str, int]:
     """Render ``messages[i:]`` for the smallest i whose prompt fits ``num_ctx`` tokens,
-    keeping the system messages of the dropped prefix and always the last message."""
-    for start in range(len(messages)):
+    keeping the system messages of the dropped prefix and always the last message (Ollama's
+    rule); also how many tokens that dropped. With ``truncate=False`` nothing is dropped
+    (the engine then refuses a prompt that does not fit)."""
+    whole = render(messages)
+    if not truncate:
+        return whole, 0
+    whole_count = count_tokens(whole)
+    if whole_count <= num_ctx:
+        return whole, 0
+    for start in range(1, len(messages)):
         dropped_system = [m for m in messages[:start] if m.get("role") == "system"]
-        kept = dropped_system + messages[start:]
-        text = render(kept)
-        if count_tokens(text) <= num_ctx or start == len(messages) - 1:
-            return text
-    return render(messages)
+        text = render(dropped_system + messages[start:])
+        count = count_tokens(text)
+        if count <= num_ctx or start == len(messages) - 1:
+            return text, whole_count - count
+    return whole, 0

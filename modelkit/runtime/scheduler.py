@@ -204,6 +204,7 @@ class Scheduler(Generic[K, S, R]):
         self._loading = False  # a load is in progress (one at a time)
         self._closing = 0  # runners being closed outside the lock
         self._waiting = 0  # requests waiting in acquire / acquire_async
+        self._waiting_for: dict[K, int] = {}  # the same, per key
         self._async_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._closed = False
         self._reaper = threading.Thread(target=self._reap, name="modelkit-scheduler", daemon=True)
@@ -216,6 +217,11 @@ class Scheduler(Generic[K, S, R]):
         """How many requests are blocked in :meth:`acquire` right now."""
         with self._cond:
             return self._waiting
+
+    def waiting_by_key(self) -> dict[K, int]:
+        """How many requests wait for each key right now (keys with none are left out)."""
+        with self._cond:
+            return dict(self._waiting_for)
 
     def acquire(self, key: K, spec: S, keep_alive: float | None = None) -> Lease[K, S, R]:
         """A lease on the runner for ``key`` loaded with ``spec``, loading it if need be.
@@ -246,12 +252,12 @@ class Scheduler(Generic[K, S, R]):
                             self._cond.acquire()
                         continue  # loaded (or failed by raising): look again
                     if not queued:
-                        self._enqueue_locked()
+                        self._enqueue_locked(key)
                         queued = True
                     self._cond.wait()
             finally:
                 if queued:
-                    self._waiting -= 1
+                    self._dequeue_locked(key)
 
     async def acquire_async(
         self, key: K, spec: S, keep_alive: float | None = None
@@ -272,7 +278,7 @@ class Scheduler(Generic[K, S, R]):
                     step = self._step_locked(key, spec, duration)
                     if step is None:
                         if not queued:
-                            self._enqueue_locked()
+                            self._enqueue_locked(key)
                             queued = True
                         waiter = loop.create_future()
                         self._async_waiters.append((loop, waiter))
@@ -293,7 +299,7 @@ class Scheduler(Generic[K, S, R]):
         finally:
             if queued:
                 with self._cond:
-                    self._waiting -= 1
+                    self._dequeue_locked(key)
 
     def unload(self, key: K) -> bool:
         """Unload ``key``'s runner: at once if idle, else as soon as its last lease ends
@@ -395,10 +401,17 @@ class Scheduler(Generic[K, S, R]):
     def _duration(self, keep_alive: float | None) -> float:
         return _normalize_keep_alive(self.default_keep_alive if keep_alive is None else keep_alive)
 
-    def _enqueue_locked(self) -> None:
+    def _enqueue_locked(self, key: K) -> None:
         if self._waiting >= self.max_queue:
             raise QueueFullError()
         self._waiting += 1
+        self._waiting_for[key] = self._waiting_for.get(key, 0) + 1
+
+    def _dequeue_locked(self, key: K) -> None:
+        self._waiting -= 1
+        left = self._waiting_for.pop(key, 0) - 1
+        if left > 0:
+            self._waiting_for[key] = left
 
     def _step_locked(
         self, key: K, spec: S, duration: float

@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 import anyio.to_thread
 
@@ -25,6 +25,7 @@ from modelkit.errors import InferenceError, ModelNameError, ModelNotFoundError, 
 from modelkit.names import ModelName
 from modelkit.runtime.constrain import gbnf_for_format
 from modelkit.runtime.engine.results import Chunk, GenerationStats
+from modelkit.runtime.gbnf import check_gbnf
 from modelkit.runtime.logprobs import MAX_TOP_LOGPROBS, Logprob
 from modelkit.runtime.options import LoadParams, Options, load_params, resolve_options
 from modelkit.runtime.parsing import ThinkingParser, ToolCall, ToolCallParser, thinking_tags
@@ -76,6 +77,20 @@ class _SafeRetry(Exception):
     """The runner died at its first decode: load again with the safe kernels and retry."""
 
 
+class ServiceObserver(Protocol):
+    """What the service reports as it works (the server turns it into metrics). Called from
+    whichever thread does the work; must be quick and must not raise (errors are logged)."""
+
+    def model_loaded(self, model: str, seconds: float, ok: bool) -> None:
+        """A runner load for ``model`` ended after ``seconds``, successfully or not."""
+
+    def generation_finished(
+        self, model: str, stats: GenerationStats, first_token_seconds: float | None
+    ) -> None:
+        """A chat or generate answer ended with ``stats``; ``first_token_seconds`` runs from
+        asking for the model's slot (queueing and loading included) to the first token."""
+
+
 @dataclass
 class Event:
     """One step of a response: deltas, tool calls, and on the last one ``stats``."""
@@ -96,6 +111,7 @@ class ChatRequest:
     messages: Messages = field(default_factory=list)
     tools: list[dict[str, Any]] | None = None
     format: Any = None
+    grammar: str | None = None
     options: dict[str, Any] | None = None
     think: bool | str | None = None
     keep_alive: float | None = None
@@ -115,6 +131,7 @@ class GenerateRequest:
     context: list[int] | None = None
     raw: bool = False
     format: Any = None
+    grammar: str | None = None
     options: dict[str, Any] | None = None
     think: bool | str | None = None
     keep_alive: float | None = None
@@ -150,6 +167,7 @@ class InferenceService:
         self._crashes: dict[ModelKey, deque[tuple[float, str]]] = {}
         self._safe_kernels: set[str] = set()
         self._lock = threading.Lock()
+        self.observer: ServiceObserver | None = None
         self.scheduler: Scheduler[ModelKey, LoadParams, Runner] = Scheduler(
             self._load,
             max_loaded=settings.max_loaded_models,
@@ -185,8 +203,27 @@ class InferenceService:
             self._templates[digest] = template
         return template
 
+    def _observe(self, report: Callable[[ServiceObserver], None]) -> None:
+        if self.observer is not None:
+            try:
+                report(self.observer)
+            except Exception:
+                log.exception("a service observer failed")
+
     def _load(self, key: ModelKey, spec: LoadParams) -> Runner:
-        """Start the model's runner process (the scheduler's loader)."""
+        """The scheduler's loader: :meth:`_start_runner`, timed for the observer."""
+        started = time.perf_counter()
+        ok = False
+        try:
+            runner = self._start_runner(key, spec)
+            ok = True
+            return runner
+        finally:
+            seconds = time.perf_counter() - started
+            self._observe(lambda o: o.model_loaded(key.name, seconds, ok))
+
+    def _start_runner(self, key: ModelKey, spec: LoadParams) -> Runner:
+        """Start the model's runner process."""
         view = self.view(key.name)
         if view.model is None:
             raise InferenceError(f"model {view.name.display} has no model weights layer")
@@ -230,12 +267,44 @@ class InferenceService:
             )
 
     def _claim(self, job: Job) -> tuple[ModelKey, LoadParams, Options]:
+        self._check_limits(job.options or {})
         opts = resolve_options(job.view.parameters, job.options, self.settings)
+        cap = self.settings.max_num_predict
+        if cap and not 0 < opts.num_predict <= cap:  # unlimited (or the model's own, larger)
+            opts = replace(opts, num_predict=cap)
         key = ModelKey(job.view.name.display, job.view.stored.digest)
         spec = load_params(opts, self.settings)
         if key.digest in self._safe_kernels:
             spec = replace(spec, safe_kernels=True)
         return key, spec, opts
+
+    def _check_limits(self, options: dict[str, Any]) -> None:
+        """Refuse request options over the server's caps (the client must ask for less)."""
+        caps = (
+            ("num_ctx", self.settings.max_num_ctx, "MODELKIT_MAX_NUM_CTX"),
+            ("num_predict", self.settings.max_num_predict, "MODELKIT_MAX_NUM_PREDICT"),
+        )
+        for option, cap, setting in caps:
+            value = options.get(option)
+            if cap and isinstance(value, int | float) and value > cap:
+                raise RequestError(
+                    f"{option} {value:g} is over this server's limit of {cap} ({setting})"
+                )
+
+    def _check_images(self, images: list[Any]) -> None:
+        limits = self.settings
+        if len(images) > limits.max_images:
+            raise RequestError(
+                f"{len(images)} images is over this server's limit of {limits.max_images} "
+                "(MODELKIT_MAX_IMAGES)"
+            )
+        for image in images:
+            size = len(image) * 3 // 4 if isinstance(image, str) else len(image)  # base64
+            if size > limits.max_image_bytes:
+                raise RequestError(
+                    f"an image of {size} bytes is over this server's limit of "
+                    f"{limits.max_image_bytes} (MODELKIT_MAX_IMAGE_BYTES)"
+                )
 
     def acquire(self, job: Job) -> Slot:
         """A lease on ``job``'s model loaded as its options need; blocks the thread."""
@@ -313,6 +382,7 @@ class InferenceService:
     def _chat_prompt(self, req: ChatRequest) -> tuple[ModelView, ChatTemplate, bool, Messages]:
         """The checks of a chat request, then its model, template, think and messages."""
         view = self.view(req.model)
+        self._check_images([i for m in req.messages for i in m.get("images") or []])
         if any(m.get("images") for m in req.messages) and not view.projectors:
             raise RequestError(f"{view.name} does not support images (it has no vision projector)")
         template = self.template_for(view)
@@ -335,7 +405,7 @@ class InferenceService:
     def chat_job(self, req: ChatRequest) -> GenerationJob:
         """The checked chat request, ready to run."""
         view, _, think, messages = self._chat_prompt(req)
-        grammar = gbnf_for_format(req.format)
+        grammar = _grammar(req.format, req.grammar)
         return self._job(
             view,
             req.options,
@@ -347,6 +417,7 @@ class InferenceService:
                 lambda text: len(runner.model.tokenize(text)),
                 messages,
                 opts.num_ctx,
+                truncate=req.truncate,
             ),
             grammar=grammar,
             think=think,
@@ -361,6 +432,7 @@ class InferenceService:
         view = self.view(req.model)
         if req.raw and (req.template or req.system or req.context):
             raise RequestError("raw mode does not support template, system, or context")
+        self._check_images(req.images)
         if req.images and not view.projectors:
             raise RequestError(f"{view.name} does not support images (it has no vision projector)")
         template = (
@@ -402,21 +474,23 @@ class InferenceService:
     def generate_job(self, req: GenerateRequest) -> GenerationJob:
         """The checked generate request, ready to run."""
         view, template, think = self._generate_prompt(req)
-        grammar = gbnf_for_format(req.format)
+        grammar = _grammar(req.format, req.grammar)
 
-        def build_prompt(runner: Runner, opts: Options) -> str:
+        def build_prompt(runner: Runner, opts: Options) -> tuple[str, int]:
             if req.raw:
-                return req.prompt
+                return req.prompt, 0
             context = runner.model.detokenize(req.context) if req.context else ""
             if req.suffix:
-                return context + template.render([], prompt=req.prompt, suffix=req.suffix)
+                return context + template.render([], prompt=req.prompt, suffix=req.suffix), 0
             messages = self._generate_messages(req, view)
-            return context + fit_to_context(
+            text, dropped = fit_to_context(
                 lambda msgs: template.render(msgs, think=req.think if think else None),
                 lambda text: len(runner.model.tokenize(text)),
                 messages,
                 opts.num_ctx,
+                truncate=req.truncate,
             )
+            return context + text, dropped
 
         return self._job(
             view,
@@ -436,7 +510,7 @@ class InferenceService:
         view: ModelView,
         options: dict[str, Any] | None,
         keep_alive: float | None,
-        build_prompt: Callable[[Runner, Options], str],
+        build_prompt: Callable[[Runner, Options], tuple[str, int]],
         *,
         grammar: str | None,
         think: bool,
@@ -446,8 +520,16 @@ class InferenceService:
         top_logprobs: int | None,
     ) -> GenerationJob:
         def start(slot: Slot) -> Iterator[Event]:
+            begun = time.perf_counter() - slot.waited / 1e9
             runner = slot.lease.runner
-            prompt = build_prompt(runner, slot.options)
+            prompt, dropped = build_prompt(runner, slot.options)
+            if dropped:
+                log.warning(
+                    "%s: older messages (%d tokens) dropped to fit num_ctx %d",
+                    slot.lease.key.name,
+                    dropped,
+                    slot.options.num_ctx,
+                )
             chunks = runner.model.generate(
                 prompt,
                 slot.options,
@@ -456,10 +538,17 @@ class InferenceService:
                 top_logprobs=top_logprobs,
                 shift=shift,
             )
-            chunks = _first_ready(chunks)  # the prompt's decode: a bad runner fails here
-            return self._events(
-                slot.lease, chunks, prompt, think=think, tools=tools, waited=slot.waited
+            first, chunks = _first_ready(chunks)  # the prompt's decode: a bad runner fails here
+            events = self._events(
+                slot.lease,
+                chunks,
+                prompt,
+                think=think,
+                tools=tools,
+                waited=slot.waited,
+                begun=begun,
             )
+            return EventStream(events, truncated_tokens=dropped + (first.truncated if first else 0))
 
         return GenerationJob(view, options, keep_alive, start)
 
@@ -472,7 +561,8 @@ class InferenceService:
         think: bool,
         tools: list[dict[str, Any]] | None,
         waited: int,
-    ) -> Iterator[Event]:
+        begun: float | None = None,
+    ) -> Generator[Event, None, None]:
         template = lease.runner.template
         tags = thinking_tags(template.text) if think else None
         thinker = None
@@ -482,8 +572,11 @@ class InferenceService:
         tooler = ToolCallParser(template.tool_tag, names) if tools else None
         # Log probabilities of text a parser holds back go out with the next event.
         logprobs: list[Logprob] = []
+        first_token: float | None = None
         try:
             for chunk in chunks:
+                if first_token is None and begun is not None:
+                    first_token = time.perf_counter() - begun
                 logprobs += chunk.logprobs
                 thinking, content = thinker.feed(chunk.text) if thinker else ("", chunk.text)
                 calls: list[ToolCall] = []
@@ -496,6 +589,8 @@ class InferenceService:
                         rest, more_calls = tooler.finish()
                         content, calls = content + rest, calls + more_calls
                 if chunk.done:
+                    if chunk.stats is not None:
+                        self._observe(partial(_finished, lease.key.name, chunk.stats, first_token))
                     yield Event(
                         content,
                         thinking,
@@ -607,9 +702,29 @@ class EmbedJob(Job):
     dimensions: int | None = None
 
 
-def _first_ready(chunks: Generator[Chunk, None, None]) -> Generator[Chunk, None, None]:
-    """``chunks`` with its first chunk already produced (so that a runner that dies on the
-    prompt fails the start, where it can be retried); closing it closes ``chunks``."""
+def _finished(
+    model: str, stats: GenerationStats, first_token: float | None, observer: ServiceObserver
+) -> None:
+    observer.generation_finished(model, stats, first_token)
+
+
+def _grammar(fmt: Any, grammar: str | None) -> str | None:
+    """The GBNF a request constrains its answer with: its raw ``grammar`` (checked here, so
+    a mistake is a 400 with its line and column) or the one its ``format`` makes."""
+    if grammar:
+        if fmt is not None:
+            raise RequestError("a request takes format or grammar, not both")
+        check_gbnf(grammar)
+        return grammar
+    return gbnf_for_format(fmt)
+
+
+def _first_ready(
+    chunks: Generator[Chunk, None, None],
+) -> tuple[Chunk | None, Generator[Chunk, None, None]]:
+    """The first chunk of ``chunks``, produced now (so that a runner that dies on the prompt
+    fails the start, where it can be retried), and all of them again; closing the second
+    closes ``chunks``."""
     first = next(chunks, None)
 
     def replay() -> Generator[Chunk, None, None]:
@@ -620,4 +735,23 @@ def _first_ready(chunks: Generator[Chunk, None, None]) -> Generator[Chunk, None,
         finally:
             chunks.close()
 
-    return replay()
+    return first, replay()
+
+
+class EventStream:
+    """A generation's events, and what the response's headers tell before them:
+    ``truncated_tokens``, the prompt tokens dropped to fit the context (older messages, then
+    the prompt's middle)."""
+
+    def __init__(self, events: Generator[Event, None, None], *, truncated_tokens: int = 0) -> None:
+        self._events = events
+        self.truncated_tokens = truncated_tokens
+
+    def __iter__(self) -> EventStream:
+        return self
+
+    def __next__(self) -> Event:
+        return next(self._events)
+
+    def close(self) -> None:
+        self._events.close()

@@ -22,6 +22,7 @@ from modelkit.server import (
     routes_openai,
     routes_responses,
 )
+from modelkit.server.auth import ApiKeyGuard, KeyRing
 from modelkit.server.errors import (
     APIError,
     error_response,
@@ -29,6 +30,10 @@ from modelkit.server.errors import (
     handle_domain_error,
     handle_queue_full,
 )
+from modelkit.server.limits import RateLimit
+from modelkit.server.metrics import Metrics, RequestMetrics
+from modelkit.server.openapi import complete_openapi
+from modelkit.server.routes_health import Readiness, health_router
 from modelkit.server.routes_registry import router as registry_router
 from modelkit.server.security import (
     ALLOWED_HEADERS,
@@ -57,16 +62,26 @@ async def _validation_error(_: Request, err: Exception) -> JSONResponse:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
     state = ServerState.create(settings)
+    metrics = Metrics(state.service)
+    state.service.observer = metrics
+    readiness = Readiness(state.service, settings.preload)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await readiness.start()  # preloads run in the background: /healthz answers at once
         yield
+        readiness.stop()
         state.service.shutdown()  # unload every model, as Ollama does on SIGTERM
 
     app = FastAPI(
         title="modelkit", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan
     )
     app.state.modelkit = state
+    if settings.max_requests_per_minute:  # inside the key guard: it counts per key
+        app.add_middleware(RateLimit, per_minute=settings.max_requests_per_minute)
+    keys = KeyRing.from_settings(settings.api_keys, settings.api_keys_file)
+    if keys:  # inside CORS, so that a 401 carries its headers and preflights pass
+        app.add_middleware(ApiKeyGuard, keys=keys, metrics_public=settings.metrics_public)
     app.add_middleware(
         CORSMiddleware,
         allow_origin_regex=origin_regex((*settings.origins, *EXTENSION_ORIGINS)),
@@ -75,6 +90,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     if is_loopback_host(settings.host.host):
         app.add_middleware(HostGuard)
+    # Outermost: counts every request, the Host guard's 403s included.
+    app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_exception_handler(APIError, handle_api_error)
     app.add_exception_handler(QueueFullError, handle_queue_full)
     app.add_exception_handler(ModelkitError, handle_domain_error)
@@ -101,4 +118,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(routes_openai.router)
     app.include_router(routes_responses.router)
     app.include_router(registry_router)
+    app.include_router(health_router(readiness, metrics))
+    app.openapi = lambda: complete_openapi(app)  # type: ignore[method-assign]
     return app

@@ -12,16 +12,26 @@ from pydantic import BaseModel, ValidationError
 from modelkit.errors import ModelNameError
 from modelkit.names import ModelName
 from modelkit.server.errors import APIError
+from modelkit.server.metrics import note_model
 
 M = TypeVar("M", bound=BaseModel)
 
-MAX_BODY_BYTES = 32 * 1024 * 1024  # JSON bodies; blobs are streamed, not read here
+
+def _too_large(limit: int) -> str:
+    return f"request body too large: over {limit} bytes (MODELKIT_MAX_BODY_BYTES)"
 
 
 async def read_body(request: Request, model: type[M]) -> M:
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise APIError(413, "request body too large")
+    limit: int = request.app.state.modelkit.settings.max_body_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:  # refused before it is read
+        raise APIError(413, _too_large(limit))
+    buffer = bytearray()
+    async for part in request.stream():
+        buffer += part
+        if len(buffer) > limit:
+            raise APIError(413, _too_large(limit))
+    raw = bytes(buffer)
     if not raw.strip():
         raise APIError(400, "missing request body")
     try:
@@ -30,6 +40,9 @@ async def read_body(request: Request, model: type[M]) -> M:
         raise APIError(400, f"invalid JSON: {err}") from None
     if not isinstance(data, dict):
         raise APIError(400, "json: cannot unmarshal a non-object into the request")
+    name = data.get("model")
+    if isinstance(name, str) and name:
+        note_model(request.scope, name)  # the request counter's model label
     try:
         return model.model_validate(data)
     except ValidationError as err:

@@ -47,6 +47,8 @@ class _Base(BaseModel):
     keep_alive: Any = None
     think: Any = None
     format: Any = None
+    grammar: str | None = None
+    """Raw GBNF (a modelkit extension; Ollama has only ``format``)."""
     truncate: bool = True
     shift: bool = True
     logprobs: bool = False

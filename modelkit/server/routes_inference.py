@@ -70,13 +70,25 @@ async def collect(events: Iterator[Event]) -> Event:
     return _merge([event async for event in stream_events(events)])
 
 
+TRUNCATED_HEADER = "X-Modelkit-Truncated-Tokens"
+
+
+def truncation_headers(events: Iterator[Event]) -> dict[str, str]:
+    """``X-Modelkit-Truncated-Tokens: N`` when the prompt lost N tokens to fit the context
+    (Ollama truncates without a word; a modelkit extension)."""
+    dropped = getattr(events, "truncated_tokens", 0)
+    return {TRUNCATED_HEADER: str(dropped)} if dropped else {}
+
+
 async def respond(
     events: Iterator[Event], render: Callable[[Event], dict[str, Any]], stream: bool
 ) -> Response:
     """NDJSON lines as they come, or (``stream: false``) one object for the whole answer."""
+    headers = truncation_headers(events)
     if stream:
-        return StreamingResponse(stream_lines(events, render), media_type="application/x-ndjson")
-    return JSONResponse(render(await collect(events)))
+        lines = stream_lines(events, render)
+        return StreamingResponse(lines, media_type="application/x-ndjson", headers=headers)
+    return JSONResponse(render(await collect(events)), headers=headers)
 
 
 async def stream_events(events: Iterator[Event]) -> AsyncIterator[Event]:

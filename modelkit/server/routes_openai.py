@@ -40,7 +40,12 @@ from modelkit.server.errors import (
     handle_domain_error,
     handle_queue_full,
 )
-from modelkit.server.routes_inference import collect, service_of, stream_events
+from modelkit.server.routes_inference import (
+    collect,
+    service_of,
+    stream_events,
+    truncation_headers,
+)
 from modelkit.server.routes_models import tags
 from modelkit.server.streaming import ndjson_line
 
@@ -151,6 +156,8 @@ class SamplingBody(LooseModel):
     frequency_penalty: float | None = None
     presence_penalty: float | None = None
     top_p: float | None = None
+    grammar: str | None = None
+    """Raw GBNF, a modelkit extension (``extra_body={"grammar": ...}`` in the openai client)."""
 
 
 class ChatCompletionBody(SamplingBody):
@@ -470,7 +477,11 @@ async def _sse_stream(
 def _sse_response(
     events: Iterator[Event], chunks: Callable[[Event], list[dict[str, Any]]]
 ) -> StreamingResponse:
-    return StreamingResponse(_sse_stream(events, chunks), media_type="text/event-stream")
+    return StreamingResponse(
+        _sse_stream(events, chunks),
+        media_type="text/event-stream",
+        headers=truncation_headers(events),
+    )
 
 
 # -- /v1/chat/completions --------------------------------------------------------------------
@@ -489,6 +500,7 @@ async def chat_completions(request: Request) -> Response:
         messages=native_messages(body.messages),
         tools=body.tools or None,
         format=response_format(body),
+        grammar=body.grammar,
         options=sampling_options(body, num_predict),
         think=think_value(body),
         logprobs=bool(body.logprobs),
@@ -543,7 +555,9 @@ async def chat_completions(request: Request) -> Response:
     }
     if req.logprobs or req.top_logprobs:
         choice["logprobs"] = chat_logprobs(merged.logprobs)
-    return JSONResponse(answer.make([choice], usage=usage(merged)))
+    return JSONResponse(
+        answer.make([choice], usage=usage(merged)), headers=truncation_headers(events)
+    )
 
 
 # -- /v1/completions -------------------------------------------------------------------------
@@ -567,6 +581,7 @@ async def completions(request: Request) -> Response:
             body.prompt,
             body.suffix,
             options=options,
+            grammar=body.grammar,
             logprobs=bool(body.logprobs),
             top_logprobs=body.logprobs or 0,
         )
@@ -595,7 +610,9 @@ async def completions(request: Request) -> Response:
         return _sse_response(events, chunks)
 
     merged = await collect(events)
-    return JSONResponse(answer.make([choice(merged)], usage=usage(merged)))
+    return JSONResponse(
+        answer.make([choice(merged)], usage=usage(merged)), headers=truncation_headers(events)
+    )
 
 
 # -- /v1/models ------------------------------------------------------------------------------

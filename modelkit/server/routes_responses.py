@@ -25,7 +25,12 @@ from modelkit.runtime.parsing import ToolCall
 from modelkit.runtime.service import ChatRequest, Event
 from modelkit.server.body import read_body
 from modelkit.server.errors import APIError
-from modelkit.server.routes_inference import collect, service_of, stream_events
+from modelkit.server.routes_inference import (
+    collect,
+    service_of,
+    stream_events,
+    truncation_headers,
+)
 from modelkit.server.routes_openai import (
     LooseModel,
     OpenAIRoute,
@@ -429,7 +434,10 @@ async def responses(request: Request) -> Response:
     envelope = ResponseObject(body)
     if body.stream:
         return StreamingResponse(
-            _stream(events, ResponseStream(envelope)), media_type="text/event-stream"
+            _stream(events, ResponseStream(envelope)),
+            media_type="text/event-stream",
+            headers=truncation_headers(events),
         )
     merged = await collect(events)
-    return JSONResponse(envelope.make(final_status(merged), whole_output(merged), merged))
+    answer = envelope.make(final_status(merged), whole_output(merged), merged)
+    return JSONResponse(answer, headers=truncation_headers(events))

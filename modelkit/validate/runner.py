@@ -118,6 +118,7 @@ class InProcessBackend:
                     messages=messages,
                     tools=case.tools,
                     format=case.format,
+                    grammar=case.grammar,
                     options=options,
                 )
             )
@@ -128,6 +129,7 @@ class InProcessBackend:
                     prompt=case.prompt or "",
                     system=case.system,
                     format=case.format,
+                    grammar=case.grammar,
                     options=options,
                     images=list(case.images),
                 )
@@ -162,8 +164,10 @@ class HttpBackend:
     """Send each case to a server's /api/chat or /api/generate, streamed, so the time to
     the first token is what a client of that server sees."""
 
-    def __init__(self, host: str, timeout: float = 600.0) -> None:
-        self.client = httpx.Client(base_url=host.rstrip("/"), timeout=timeout)
+    def __init__(
+        self, host: str, timeout: float = 600.0, headers: dict[str, str] | None = None
+    ) -> None:
+        self.client = httpx.Client(base_url=host.rstrip("/"), timeout=timeout, headers=headers)
 
     def _post(self, path: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
         try:
@@ -193,6 +197,8 @@ class HttpBackend:
         body: dict[str, Any] = {"model": model, "stream": True, "options": options}
         if case.format is not None:
             body["format"] = case.format
+        if case.grammar is not None:
+            body["grammar"] = case.grammar
         messages = _messages(case)
         if messages is not None:
             body["messages"] = messages

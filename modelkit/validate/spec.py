@@ -71,6 +71,8 @@ class Case:
     messages: list[dict[str, Any]] | None = None
     system: str | None = None
     format: Any = None
+    grammar: str | None = None
+    """Raw GBNF the answer must follow (a modelkit extension; see README)."""
     options: dict[str, Any] = field(default_factory=dict)
     tools: list[dict[str, Any]] | None = None
     images: list[str] = field(default_factory=list)
@@ -163,6 +165,7 @@ def _case(raw: dict[str, Any], values: dict[str, Any] | None, name: str, images:
         messages=messages,
         system=expand(system, vals) if system is not None else None,
         format=raw.get("format"),
+        grammar=raw.get("grammar"),
         options=dict(raw.get("options") or {}),
         tools=raw.get("tools"),
         images=images,

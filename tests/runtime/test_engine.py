@@ -283,7 +283,11 @@ def test_long_prompt_is_truncated_or_rejected(tiny_gguf: Path) -> None:
         assert final.stats is not None
         assert final.stats.prompt_eval_count == 16
         assert final.stats.context[:16] == tokens[:3] + tokens[-13:]
-        with pytest.raises(InferenceError, match="exceeds the context length"):
+        chunks = list(m.generate(long_prompt, opts(num_predict=2, num_keep=3)))
+        assert chunks[0].truncated == len(tokens) - 16  # told once, with the first chunk
+        assert all(c.truncated == 0 for c in chunks[1:])
+        too_long = f"prompt is {len(tokens)} tokens, over num_ctx 16"
+        with pytest.raises(InferenceError, match=too_long):
             m.generate(long_prompt, opts(num_predict=2), truncate=False)  # raised at the call
 
 

@@ -218,7 +218,10 @@ def test_full_queue_answers_503_at_once(tiny_store: Store, tmp_path: Path) -> No
 def test_oversized_body_is_refused(server: RunningServer) -> None:
     huge = b'{"model": "tiny", "prompt": "' + b"a" * (33 * 1024 * 1024) + b'"}'
     r = httpx.post(server.url + "/api/generate", content=huge, timeout=60)
-    assert r.status_code == 413 and r.json() == {"error": "request body too large"}
+    assert r.status_code == 413
+    assert r.json() == {
+        "error": "request body too large: over 33554432 bytes (MODELKIT_MAX_BODY_BYTES)"
+    }
     assert httpx.get(server.url + "/").status_code == 200
 
 

@@ -41,6 +41,8 @@ class Generation:
     shift: bool = True
     started: int = field(default_factory=time.perf_counter_ns)
     load_duration: int = 0
+    truncated: int = 0
+    """Prompt tokens dropped to fit the context (told with the first chunk)."""
     # -- progress, kept by the batcher's thread --
     slot: int = -1
     cached: int = 0
@@ -103,7 +105,11 @@ class Generation:
             self.done_reason = "length"
         if not out:
             return None
-        return Chunk(out, logprobs=self._pending.release(len(out)))
+        return self._first_told(Chunk(out, logprobs=self._pending.release(len(out))))
+
+    def _first_told(self, chunk: Chunk) -> Chunk:
+        chunk.truncated, self.truncated = self.truncated, 0
+        return chunk
 
     def context_full(self, n_ctx: int) -> bool:
         return self.n_past >= n_ctx
@@ -126,7 +132,8 @@ class Generation:
             total_duration=now - self.started,
             context=self.prompt + [t for t in self.generated if not weights.is_eog(t)],
         )
-        return Chunk(rest, done=True, stats=stats, logprobs=self._pending.release(len(rest)))
+        last = Chunk(rest, done=True, stats=stats, logprobs=self._pending.release(len(rest)))
+        return self._first_told(last)
 
     def kv_tokens(self) -> list[int]:
         """What the slot's KV cache holds at the end, for the next request to reuse (empty
@@ -140,4 +147,6 @@ def merged(chunks: list[Chunk]) -> Chunk:
     """Deltas and a last chunk as one chunk (a request that does not stream)."""
     last = chunks[-1]
     logprobs: list[Logprob] = [lp for c in chunks for lp in c.logprobs]
-    return Chunk("".join(c.text for c in chunks), done=True, stats=last.stats, logprobs=logprobs)
+    text = "".join(c.text for c in chunks)
+    truncated = sum(c.truncated for c in chunks)
+    return Chunk(text, done=True, stats=last.stats, logprobs=logprobs, truncated=truncated)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import threading
 import time
 from collections.abc import Generator
 from collections.abc import Sequence as Seq
@@ -40,6 +41,9 @@ if TYPE_CHECKING:  # the store is only needed when loading from it
 __all__ = ["LoadedModel"]
 
 log = logging.getLogger(__name__)
+
+GRAMMAR_CACHE = 32
+"""Compiled grammars kept per model, the least recently used dropped first."""
 
 
 class LoadedModel:
@@ -98,6 +102,8 @@ class LoadedModel:
             self.weights.close()
             raise
         self.embedder = Embedder(self.weights, self._embedding_params, self.n_ctx)
+        self._grammars: dict[str, GrammarGuard] = {}
+        self._grammars_lock = threading.Lock()
         self.load_duration = time.perf_counter_ns() - started
 
     # -- loading -----------------------------------------------------------------------------
@@ -182,6 +188,10 @@ class LoadedModel:
         self._closed = True
         self.batcher.stop()
         self.embedder.close()
+        with self._grammars_lock:
+            for compiled in self._grammars.values():
+                compiled.close()
+            self._grammars.clear()
         self._ctx.close()
         self.weights.close()
 
@@ -252,9 +262,11 @@ class LoadedModel:
         started = time.perf_counter_ns()
         self._check_open()
         params = sampling_params(options if options is not None else self.resolve())
-        tokens = self._fit_prompt(self.tokenize(prompt), params.num_keep, truncate=truncate)
+        tokens, dropped = self._fit_prompt(
+            self.tokenize(prompt), params.num_keep, truncate=truncate
+        )
         # Compile the grammar now so that a bad one fails before anything is queued.
-        guard = GrammarGuard(self.weights.vocab, grammar, self.n_vocab) if grammar else None
+        guard = self._grammar_guard(grammar) if grammar else None
         sampler = Sampler(
             params, n_ctx=self.n_ctx, n_vocab=self.n_vocab, guard=guard, top_logprobs=top_logprobs
         )
@@ -273,6 +285,7 @@ class LoadedModel:
             shift=shift,
             started=started,
             load_duration=self.load_duration,
+            truncated=dropped,
         )
 
     def submit(self, gen: Generation) -> None:
@@ -340,19 +353,35 @@ class LoadedModel:
             if not ended:
                 self.cancel(gen)
 
-    def _fit_prompt(self, tokens: list[int], num_keep: int, *, truncate: bool) -> list[int]:
+    def _grammar_guard(self, gbnf: str) -> GrammarGuard:
+        """A guard for ``gbnf``, copied from a compiled one kept for the next request with
+        the same grammar (a JSON schema's grammar takes milliseconds to parse)."""
+        with self._grammars_lock:
+            compiled = self._grammars.pop(gbnf, None)
+            if compiled is None:
+                compiled = GrammarGuard(self.weights.vocab, gbnf, self.n_vocab)
+            self._grammars[gbnf] = compiled  # the most recent last
+            while len(self._grammars) > GRAMMAR_CACHE:
+                self._grammars.pop(next(iter(self._grammars))).close()
+            return compiled.copy()
+
+    def _fit_prompt(
+        self, tokens: list[int], num_keep: int, *, truncate: bool
+    ) -> tuple[list[int], int]:
+        """The prompt cut to fit the context (its first ``num_keep`` tokens and its last
+        ones, as Ollama cuts it), and how many tokens were dropped."""
         if not tokens:
             raise RequestError("the prompt is empty (no tokens)")
         if len(tokens) <= self.n_ctx:
-            return tokens
+            return tokens, 0
         if not truncate:
-            raise RequestError("the input length exceeds the context length")
+            raise RequestError(f"prompt is {len(tokens)} tokens, over num_ctx {self.n_ctx}")
         keep = min(max(num_keep, 0), self.n_ctx - 1)
         discard = len(tokens) - self.n_ctx
         log.warning(
             "truncating input prompt: limit=%d prompt=%d keep=%d", self.n_ctx, len(tokens), keep
         )
-        return tokens[:keep] + tokens[keep + discard :]
+        return tokens[:keep] + tokens[keep + discard :], discard
 
     # -- embeddings --------------------------------------------------------------------------
 

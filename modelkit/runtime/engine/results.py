@@ -45,6 +45,8 @@ class Chunk:
     stats: GenerationStats | None = None
     logprobs: list[Logprob] = field(default_factory=list)
     """Of the tokens whose text this chunk releases (when the request asked for them)."""
+    truncated: int = 0
+    """On a generation's first chunk: prompt tokens dropped to fit the context."""
 
     @property
     def done_reason(self) -> str | None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from modelkit.cpu import CpuKernels, apply_kernels
-from modelkit.errors import InferenceError
+from modelkit.errors import InferenceError, RequestError
 from modelkit.runtime.options import LoadParams
 
 __all__ = ["Weights", "built_with_openmp", "internals", "llama"]
@@ -159,6 +159,8 @@ class Weights:
         raise InferenceError(f"failed to tokenize {len(data)} bytes of text")
 
     def token_bytes(self, token: int, *, special: bool = False) -> bytes:
+        if not 0 <= token < self.n_vocab:  # llama.cpp would abort the process
+            raise RequestError(f"{token} is not a token of this model (0 to {self.n_vocab - 1})")
         llama_cpp = llama()
         size = 64
         for _ in range(2):

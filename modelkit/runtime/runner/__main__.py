@@ -1,4 +1,4 @@
-"""``python -m modelkit.runtime.runner FD``: the runner program (see ``child.py``)."""
+"""``python -m modelkit.runtime.runner FD [SERVER_PID]``: the runner program (see ``child.py``)."""
 
 import sys
 

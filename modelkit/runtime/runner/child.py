@@ -1,5 +1,5 @@
 """The runner program: one model's llama.cpp context in a process of its own
-(``python -m modelkit.runtime.runner FD``), serving the protocol of :mod:`.protocol`.
+(``python -m modelkit.runtime.runner FD SERVER_PID``), serving the protocol of :mod:`.protocol`.
 
 A native crash here (a segfault in a kernel, an abort, the OOM killer) ends this process only:
 the server fails this model's requests and starts a new runner. This process reads requests on
@@ -47,14 +47,17 @@ CRASH_ONCE = "MODELKIT_RUNNER_CRASH_ONCE"
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this process when the server that started it dies."""
+def _die_with_parent(parent: int | None) -> None:
+    """Ask Linux to SIGKILL this process when the server that started it (pid ``parent``)
+    dies, and exit now if it already has. (Comparing with 1 would not do: in a container
+    without an init the server itself is PID 1.)"""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     except (OSError, AttributeError):  # not Linux: the closed socket still ends the runner
         pass
-    if os.getppid() == 1:  # the parent is already gone
+    orphaned = os.getppid() == 1 if parent is None else os.getppid() != parent
+    if orphaned:  # re-parented: the server is gone already
         os._exit(0)
 
 
@@ -207,13 +210,13 @@ class Runner:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1 or not args[0].isdigit():
+    if len(args) not in (1, 2) or not all(a.isdigit() for a in args):
         print(
-            "usage: python -m modelkit.runtime.runner FD (started by modelkit serve)",
+            "usage: python -m modelkit.runtime.runner FD [SERVER_PID] (started by modelkit serve)",
             file=sys.stderr,
         )
         return 2
-    _die_with_parent()
+    _die_with_parent(int(args[1]) if len(args) == 2 else None)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C reaches the server, which stops us
     logging.basicConfig(level=os.environ.get("MODELKIT_RUNNER_LOG", "WARNING"), stream=sys.stderr)
     conn = Connection(socket.socket(fileno=int(args[0])))

@@ -90,7 +90,13 @@ class RunnerProcess:
         try:
             self.process = _SPAWNER.submit(
                 subprocess.Popen,
-                [sys.executable, "-m", "modelkit.runtime.runner", str(theirs.fileno())],
+                [
+                    sys.executable,
+                    "-m",
+                    "modelkit.runtime.runner",
+                    str(theirs.fileno()),
+                    str(os.getpid()),
+                ],
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
             ).result()

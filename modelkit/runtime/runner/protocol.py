@@ -14,10 +14,11 @@ server → runner     fields                                        runner's rep
 ``tokenize``        ``id``, ``text``, ``add_special``              ``tokens``
 ``detokenize``      ``id``, ``tokens``                             ``text``
 ``generate``        ``id``, ``prompt``, ``options`` (Options        ``chunk`` … (``text``,
-                    fields), ``truncate``, ``grammar``,            ``logprobs``), then ``chunk``
-                    ``top_logprobs``, ``shift``                    with ``done`` and ``stats``;
-                                                                   a step's chunks go out in
-                                                                   one write
+                    fields), ``truncate``, ``grammar``,            ``logprobs``; the first
+                    ``top_logprobs``, ``shift``                    also ``truncated``), then
+                                                                   ``chunk`` with ``done`` and
+                                                                   ``stats``; a step's chunks
+                                                                   go out in one write
 ``embed``           ``id``, ``inputs``, ``truncate``,              ``embeddings`` (``vectors``,
                     ``dimensions``                                 ``prompt_eval_count``)
 ``cancel``          ``id`` (of a generate whose client left)       none; the slot frees
@@ -149,6 +150,8 @@ def chunk_to_wire(chunk: Chunk) -> dict[str, Any]:
     out: dict[str, Any] = {"text": chunk.text}
     if chunk.logprobs:
         out["logprobs"] = [asdict(lp) for lp in chunk.logprobs]
+    if chunk.truncated:
+        out["truncated"] = chunk.truncated
     if chunk.done:
         out["done"] = True
         out["stats"] = asdict(chunk.stats) if chunk.stats else None
@@ -162,6 +165,7 @@ def chunk_from_wire(data: dict[str, Any]) -> Chunk:
         done=bool(data.get("done")),
         stats=GenerationStats(**stats) if stats else None,
         logprobs=[_logprob_from_wire(lp) for lp in data.get("logprobs", [])],
+        truncated=int(data.get("truncated", 0)),
     )
 
 

@@ -8,7 +8,9 @@ if (!host) {
   console.error("usage: node client.mjs <server url> [model]");
   process.exit(2);
 }
-const client = new Ollama({ host });
+// A server with API keys: the key goes in the headers, as ollama-js users pass it.
+const key = process.env.MODELKIT_API_KEY;
+const client = new Ollama(key ? { host, headers: { Authorization: `Bearer ${key}` } } : { host });
 const options = { num_predict: 4, num_thread: 1, temperature: 0, seed: 1 };
 
 const version = await client.version();
