@@ -21,7 +21,13 @@ from typing import Any, Protocol
 import anyio.to_thread
 
 from modelkit.config import Settings
-from modelkit.errors import InferenceError, ModelNameError, ModelNotFoundError, RequestError
+from modelkit.errors import (
+    InferenceError,
+    ModelNameError,
+    ModelNotFoundError,
+    RequestError,
+    StoreError,
+)
 from modelkit.names import ModelName
 from modelkit.runtime.constrain import gbnf_for_format
 from modelkit.runtime.engine.results import Chunk, GenerationStats
@@ -32,7 +38,7 @@ from modelkit.runtime.parsing import ThinkingParser, ToolCall, ToolCallParser, t
 from modelkit.runtime.prompting import ChatTemplate, Messages, chat_messages, fit_to_context
 from modelkit.runtime.runner import RunnerProcess, RunnerStoppedError
 from modelkit.runtime.scheduler import Lease, RunnerInfo, Scheduler
-from modelkit.store import ModelView, Store, view_model
+from modelkit.store import GGUFInfo, ModelView, Store, read_gguf_info, view_model
 from modelkit.template import GoTemplate
 
 log = logging.getLogger(__name__)
@@ -166,6 +172,7 @@ class InferenceService:
         # at their first decode and now load with llama.cpp's safe kernels.
         self._crashes: dict[ModelKey, deque[tuple[float, str]]] = {}
         self._safe_kernels: set[str] = set()
+        self._gguf: dict[str, GGUFInfo | None] = {}  # header facts by model blob digest
         self._lock = threading.Lock()
         self.observer: ServiceObserver | None = None
         self.scheduler: Scheduler[ModelKey, LoadParams, Runner] = Scheduler(
@@ -269,6 +276,8 @@ class InferenceService:
     def _claim(self, job: Job) -> tuple[ModelKey, LoadParams, Options]:
         self._check_limits(job.options or {})
         opts = resolve_options(job.view.parameters, job.options, self.settings)
+        if not self.settings.max_num_ctx and "num_ctx" in (job.options or {}):
+            self._check_kv_memory(job.view, opts)
         cap = self.settings.max_num_predict
         if cap and not 0 < opts.num_predict <= cap:  # unlimited (or the model's own, larger)
             opts = replace(opts, num_predict=cap)
@@ -290,6 +299,38 @@ class InferenceService:
                 raise RequestError(
                     f"{option} {value:g} is over this server's limit of {cap} ({setting})"
                 )
+
+    def _check_kv_memory(self, view: ModelView, opts: Options) -> None:
+        """Without MODELKIT_MAX_NUM_CTX, a request's num_ctx (up to the model's trained
+        context, as the engine clamps it) may not ask for a KV cache larger than the memory
+        this machine has available."""
+        if view.model is None:
+            return
+        info = self._gguf_info(view.model.digest)
+        per_cell = info.kv_bytes_per_cell() if info else None
+        available = memory_available()
+        if not per_cell or available is None:
+            return
+        assert info is not None
+        n_ctx = min(opts.num_ctx, info.context_length or opts.num_ctx)
+        needed = per_cell * n_ctx * self.settings.num_parallel
+        if needed > available:
+            raise RequestError(
+                f"num_ctx {opts.num_ctx} needs {needed / 2**30:.1f} GiB of KV cache, more than "
+                f"the {available / 2**30:.1f} GiB of memory available (MODELKIT_MAX_NUM_CTX)"
+            )
+
+    def _gguf_info(self, digest: str) -> GGUFInfo | None:
+        with self._lock:
+            if digest in self._gguf:
+                return self._gguf[digest]
+        try:
+            info: GGUFInfo | None = read_gguf_info(self.store.blob_path(digest))
+        except (StoreError, OSError):
+            info = None
+        with self._lock:
+            self._gguf[digest] = info
+        return info
 
     def _check_images(self, images: list[Any]) -> None:
         limits = self.settings
@@ -706,6 +747,18 @@ def _finished(
     model: str, stats: GenerationStats, first_token: float | None, observer: ServiceObserver
 ) -> None:
     observer.generation_finished(model, stats, first_token)
+
+
+def memory_available() -> int | None:
+    """``MemAvailable`` of /proc/meminfo in bytes (None where there is none)."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
 
 
 def _grammar(fmt: Any, grammar: str | None) -> str | None:

@@ -149,6 +149,23 @@ class GGUFInfo:
         """``metadata["<architecture>.<suffix>"]``, or None."""
         return self.metadata.get(f"{self.architecture}.{suffix}")
 
+    def kv_bytes_per_cell(self, bytes_per_element: int = 2) -> int | None:
+        """The KV cache's bytes for one token of one sequence (f16 K and V by default):
+        the sum over layers of n_head_kv × (key length + value length); None when the header
+        lacks what that needs."""
+        n_layer, n_embd = _as_int(self.block_count), _as_int(self.embedding_length)
+        n_head = _as_int(self.arch_key("attention.head_count"))
+        if not (n_layer and n_embd and n_head):
+            return None
+        raw_kv = self.arch_key("attention.head_count_kv")
+        if isinstance(raw_kv, list):
+            kv_heads = [_as_int(v) or 0 for v in raw_kv]
+        else:
+            kv_heads = [_as_int(raw_kv) or n_head] * n_layer
+        key = _as_int(self.arch_key("attention.key_length")) or n_embd // n_head
+        value = _as_int(self.arch_key("attention.value_length")) or n_embd // n_head
+        return sum(kv_heads) * (key + value) * bytes_per_element
+
 
 # -- header parsing -------------------------------------------------------------------------
 

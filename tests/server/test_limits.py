@@ -95,3 +95,36 @@ def test_the_window_slides() -> None:
     now[0] += 60.5
     call()
     assert len(passed) == 4
+
+
+def test_num_ctx_may_not_ask_for_more_kv_cache_than_the_machine_has(
+    ollama_models: Path, tmp_path: Path
+) -> None:
+    """Without MODELKIT_MAX_NUM_CTX the cap is the model's trained context and the memory
+    free for its KV cache: a model that claims a 4-billion-token context cannot be asked for
+    a KV cache of hundreds of GB."""
+    from fixtures.tiny_gguf import write_tiny_gguf
+    from modelkit.build import BuildCache, execute_build, plan_build
+    from modelkit.modelfile import parse
+    from modelkit.names import ModelName
+    from modelkit.runtime.service import memory_available
+
+    gguf = tmp_path / "huge-context.gguf"
+    write_tiny_gguf(gguf, context_length=4_000_000_000)
+    store = Store(ollama_models)
+    cache = BuildCache.for_store(store.root)
+    modelfile = f"FROM {gguf}\nPARAMETER num_thread 1\nPARAMETER num_predict 2\n"
+    execute_build(plan_build(parse(modelfile), store, cache), ModelName.parse("wide"), store, cache)
+    available = memory_available()
+    assert available is not None
+    asked = 3_000_000_000  # × 256 bytes a cell (2 layers, 2 KV heads of 32) = 768 GB
+    assert asked * 256 > available
+    with running_server(store.root, tmp_path) as server:
+        client = ollama.Client(host=server.url)
+        with pytest.raises(ollama.ResponseError) as refused:
+            client.generate(model="wide", prompt="hi", options={"num_ctx": asked})
+        assert refused.value.status_code == 400
+        assert "GiB of KV cache, more than the" in str(refused.value)
+        assert "(MODELKIT_MAX_NUM_CTX)" in str(refused.value)
+        answer = client.generate(model="wide", prompt="hi", options={"num_ctx": 256})
+        assert answer.done
