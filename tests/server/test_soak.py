@@ -1,4 +1,4 @@
-"""A 20-second soak (benchmarks/soak.py) against the real server: 16 clients mixing streamed
+"""A 30-second soak (benchmarks/soak.py) against the real server: 16 clients mixing streamed
 and whole generate/chat, embeddings, clients that leave mid-stream, bad bodies, unknown
 models and bursts past the queue. Only intended statuses come back, and the server's and the
 runner's open files and threads do not grow (``python benchmarks/soak.py`` runs it longer)."""
@@ -37,7 +37,7 @@ def busy_server(tiny_store: Store, tmp_path: Path) -> Iterator[RunningServer]:
 
 def test_thirty_seconds_of_mixed_clients(busy_server: RunningServer) -> None:
     soak = load_soak()
-    report = soak.soak(busy_server.url, busy_server.process.pid, "tiny", 16, 20.0)
+    report = soak.soak(busy_server.url, busy_server.process.pid, "tiny", 16, 30.0)
     print(report.table())
     assert report.unexpected == {}, report.table()
     served = sum(report.statuses.values())
