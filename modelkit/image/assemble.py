@@ -125,10 +125,12 @@ class AssembledImage:
         self.close()
 
 
-def _hash_progress(emit: ProgressFn, label: str, key: str, total: int) -> BytesFn:
+def throttled(emit: ProgressFn, event: dict[str, Any], total: int) -> BytesFn:
+    """A byte counter that reports ``event`` with its ``completed`` bytes, at most every
+    ``_EMIT_INTERVAL`` seconds and once more on reaching ``total`` (progress bars need no
+    event per 1 MiB chunk)."""
     done = 0
     last = 0.0
-    event: dict[str, Any] = {"status": f"hashing {label}", "digest": key, "total": total}
 
     def on_bytes(n: int) -> None:
         nonlocal done, last
@@ -136,9 +138,13 @@ def _hash_progress(emit: ProgressFn, label: str, key: str, total: int) -> BytesF
         now = time.monotonic()
         if now - last >= _EMIT_INTERVAL or done >= total:
             last = now
-            emit({**event, "completed": done})
+            emit({**event, "completed": min(done, total)})
 
     return on_bytes
+
+
+def _hash_progress(emit: ProgressFn, label: str, key: str, total: int) -> BytesFn:
+    return throttled(emit, {"status": f"hashing {label}", "digest": key, "total": total}, total)
 
 
 def _model_layers(

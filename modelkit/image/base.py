@@ -37,6 +37,7 @@ from modelkit.image.oci import (
     BlobDescriptor,
     Platform,
     is_index,
+    load_json_object,
     parse_index,
     parse_manifest,
     scratch_config,
@@ -94,16 +95,6 @@ def _verified(chunks: Iterator[bytes], desc: BlobDescriptor, where: str) -> Iter
         raise ImageError(
             f"{where}: blob {desc.digest} has the wrong content (got {got}, {size} bytes)"
         )
-
-
-def _json_object(raw: bytes, where: str) -> dict[str, Any]:
-    try:
-        obj = json.loads(raw)
-    except ValueError as exc:
-        raise ImageError(f"{where}: not JSON ({exc})") from None
-    if not isinstance(obj, dict):
-        raise ImageError(f"{where}: not a JSON object")
-    return obj
 
 
 def _check_config(config: dict[str, Any], where: str) -> dict[str, Any]:
@@ -165,7 +156,7 @@ def _from_oci_layout(spec: str, platform: Platform) -> BaseImage:
         desc = select_platform(parse_index(raw, where=where), platform, where=where)
         raw = _read_layout_blob(root, desc, where)
     manifest = parse_manifest(raw, desc.media_type, where=where)
-    config = _json_object(_read_layout_blob(root, manifest.config, where), f"{where} config")
+    config = load_json_object(_read_layout_blob(root, manifest.config, where), f"{where} config")
 
     def chunks(d: BlobDescriptor) -> Iterator[bytes]:
         return file_chunks(root / "blobs" / "sha256" / d.digest[7:])
@@ -228,7 +219,7 @@ def _from_registry(
             desc = select_platform(parse_index(raw, where=str(ref)), platform, where=str(ref))
             raw, content_type = fetch_manifest(reg, ref, desc.digest)
         manifest = parse_manifest(raw, content_type, where=str(ref))
-        config = _json_object(_read_registry_blob(reg, ref, manifest.config), f"{ref} config")
+        config = load_json_object(_read_registry_blob(reg, ref, manifest.config), f"{ref} config")
     except BaseException:
         if own:
             reg.close()
@@ -285,7 +276,7 @@ def _from_docker_archive(path: Path, wanted: str | None, where: str) -> BaseImag
         entry = tagged[0]
     if not isinstance(entry, dict) or not isinstance(entry.get("Layers"), list):
         raise ImageError(f"{where}: manifest.json has no Layers")
-    config = _json_object(read(str(entry.get("Config", ""))), f"{where} config")
+    config = load_json_object(read(str(entry.get("Config", ""))), f"{where} config")
     layers: list[BlobDescriptor] = []
     by_digest: dict[str, tarfile.TarInfo] = {}
     for name in entry["Layers"]:

@@ -199,7 +199,8 @@ class ImageManifest:
     layers: tuple[BlobDescriptor, ...]
 
 
-def _load_json(raw: bytes, where: str) -> dict[str, Any]:
+def load_json_object(raw: bytes, where: str) -> dict[str, Any]:
+    """``raw`` parsed as a JSON object; :class:`ImageError` naming ``where`` otherwise."""
     try:
         obj = json.loads(raw)
     except ValueError as exc:
@@ -222,12 +223,12 @@ def _media_type_of(obj: dict[str, Any], content_type: str) -> str:
 
 def is_index(raw: bytes, content_type: str = "") -> bool:
     """Whether ``raw`` is an OCI index or a Docker manifest list (else a single manifest)."""
-    obj = _load_json(raw, "manifest")
+    obj = load_json_object(raw, "manifest")
     return _media_type_of(obj, content_type) in (OCI_INDEX, DOCKER_MANIFEST_LIST)
 
 
 def parse_manifest(raw: bytes, content_type: str = "", *, where: str = "manifest") -> ImageManifest:
-    obj = _load_json(raw, where)
+    obj = load_json_object(raw, where)
     media_type = _media_type_of(obj, content_type)
     if media_type not in (OCI_MANIFEST, DOCKER_MANIFEST):
         raise ImageError(f"{where}: unsupported manifest type {media_type!r}")
@@ -245,7 +246,7 @@ def parse_manifest(raw: bytes, content_type: str = "", *, where: str = "manifest
 
 def parse_index(raw: bytes, *, where: str = "index") -> list[BlobDescriptor]:
     """The ``manifests`` of an OCI index or Docker manifest list (also OCI ``index.json``)."""
-    obj = _load_json(raw, where)
+    obj = load_json_object(raw, where)
     manifests = obj.get("manifests")
     if not isinstance(manifests, list):
         raise ImageError(f"{where}: no manifests list")

@@ -17,7 +17,6 @@ import contextlib
 import hashlib
 import json
 import os
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any
 import httpx
 
 from modelkit.errors import ImageError, RegistryError
-from modelkit.image.assemble import AssembledImage, ImageBlob, ProgressFn
+from modelkit.image.assemble import AssembledImage, ImageBlob, ProgressFn, throttled
 from modelkit.image.base import REF_NAME, docker_client
 from modelkit.image.layers import BytesFn, TarMember, atomic_write_bytes, iter_tar
 from modelkit.image.oci import OCI_INDEX, OCI_MANIFEST, canonical_json
@@ -43,8 +42,6 @@ __all__ = [
     "write_oci_layout",
     "write_output",
 ]
-
-_EMIT_INTERVAL = 0.1
 
 
 def _ignore(_event: dict[str, Any]) -> None:
@@ -77,20 +74,9 @@ def parse_output(text: str) -> Output:
 
 
 def _byte_events(emit: ProgressFn, status: str, blob: ImageBlob) -> BytesFn:
-    done = 0
-    last = 0.0
     event: dict[str, Any] = {"status": status, "digest": blob.digest, "total": blob.size}
     emit({**event, "completed": 0})
-
-    def on_bytes(n: int) -> None:
-        nonlocal done, last
-        done += n
-        now = time.monotonic()
-        if now - last >= _EMIT_INTERVAL:
-            last = now
-            emit({**event, "completed": min(done, blob.size)})
-
-    return on_bytes
+    return throttled(emit, event, blob.size)
 
 
 # -- OCI image layout ------------------------------------------------------------------------
@@ -232,23 +218,8 @@ def write_docker_archive(
     emit = progress or _ignore
     members = docker_archive_members(image, repo_tag)
     total = sum(m.size for m in members)
-    done = 0
-    last = 0.0
-
-    def on_bytes(n: int) -> None:
-        nonlocal done, last
-        done += n
-        now = time.monotonic()
-        if now - last >= _EMIT_INTERVAL:
-            last = now
-            emit(
-                {
-                    "status": "writing archive",
-                    "digest": str(path),
-                    "total": total,
-                    "completed": done,
-                }
-            )
+    event = {"status": "writing archive", "digest": str(path), "total": total}
+    on_bytes = throttled(emit, event, total)
 
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
