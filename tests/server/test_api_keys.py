@@ -4,9 +4,7 @@ modelkit's own client commands work when they pass the key as their users do."""
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,6 +15,7 @@ import ollama
 import openai
 import pytest
 from click.testing import CliRunner
+from test_ollama_js import run_js_client
 
 from fixtures.server import RunningServer, running_server
 from modelkit.cli.main import cli
@@ -24,7 +23,6 @@ from modelkit.server.auth import KeyRing, digest_of, required_scope
 from modelkit.store import Store
 
 ADMIN_KEY = "admin-secret-key"
-JS_DIR = Path(__file__).parent / "js"
 
 
 @pytest.fixture
@@ -108,22 +106,7 @@ def test_official_python_clients_with_a_key(
 
 
 def test_ollama_js_with_a_key(keyed: RunningServer, key_file: tuple[Path, str]) -> None:
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("node is not installed")
-    if not (JS_DIR / "node_modules" / "ollama" / "package.json").is_file():
-        pytest.skip("the ollama npm package is missing: run `npm install` in tests/server/js")
-    run = subprocess.run(
-        [node, "client.mjs", keyed.url],
-        cwd=JS_DIR,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env={**os.environ, "MODELKIT_API_KEY": key_file[1]},
-    )
-    assert run.returncode == 0, run.stderr
-    out = json.loads(run.stdout.strip().splitlines()[-1])
+    out = run_js_client(keyed.url, {"MODELKIT_API_KEY": key_file[1]})
     assert out["models"] == ["tiny:latest"] and out["generate"]["eval_count"] == 4
 
 
