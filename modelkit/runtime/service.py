@@ -304,14 +304,11 @@ class InferenceService:
         """Without MODELKIT_MAX_NUM_CTX, a request's num_ctx (up to the model's trained
         context, as the engine clamps it) may not ask for a KV cache larger than the memory
         this machine has available."""
-        if view.model is None:
-            return
-        info = self._gguf_info(view.model.digest)
+        info = self._gguf_info(view.model.digest) if view.model else None
         per_cell = info.kv_bytes_per_cell() if info else None
         available = memory_available()
-        if not per_cell or available is None:
+        if info is None or not per_cell or available is None:
             return
-        assert info is not None
         n_ctx = min(opts.num_ctx, info.context_length or opts.num_ctx)
         needed = per_cell * n_ctx * self.settings.num_parallel
         if needed > available:
