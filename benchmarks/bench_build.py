@@ -20,7 +20,7 @@ Steps (see benchmarks/README.md):
 * first build             fresh store and build cache: hash + copy the GGUF, write the layers
 * rebuild, PARAMETER      same store, only a PARAMETER value changed (a new value every run)
 * rebuild, no change      same store, same Modelfile
-* CLI rebuild, PARAMETER  ``python -m modelkit build -q`` in a new process (start-up included),
+* CLI rebuild, PARAMETER  ``python -m modelkit build --quiet`` in a new process (start-up included),
                           with ``--no-check`` and with the default smoke check
 * tiny GGUF rebuild       the PARAMETER rebuild again on a ~0.4 MB GGUF, to show the rebuild
                           time does not depend on the model size
@@ -254,7 +254,7 @@ def run(gguf: Path, repeat: int, work: Path, with_cli: bool) -> list[Row]:
 
     if with_cli:
         env = {**os.environ, "OLLAMA_MODELS": str(store_root)}
-        cmd = [sys.executable, "-m", "modelkit", "build", "-q", "-f", str(modelfile)]
+        cmd = [sys.executable, "-m", "modelkit", "build", "--quiet", "-f", str(modelfile)]
         cmd += ["-t", MODEL_NAME]
         for extra, label in (
             (["--no-check"], "CLI rebuild, PARAMETER changed (new process, --no-check)"),

@@ -10,7 +10,7 @@ Default model: the real Qwen2.5-Coder-0.5B-Instruct GGUF from ``examples/fetch_m
 when it is available without installing anything (``python examples/fetch_models.py qwen``
 gets it); otherwise the script says so and exits 0 without measuring.
 
-The GGUF is built into a temporary store (``python -m modelkit build -q``, a Modelfile with
+The GGUF is built into a temporary store (``python -m modelkit build --quiet``, a Modelfile with
 ``temperature 0``, ``num_ctx 2048``, ``num_thread --threads``, ``repeat_penalty 1``) and the
 real server is started as a subprocess (``python -m modelkit serve`` on a free loopback
 port). Three configurations, run one after the other in each round (never at the same time:
@@ -221,7 +221,7 @@ def build_model(gguf: Path, store: Path, work: Path, threads: int) -> None:
         "PARAMETER repeat_penalty 1\n"
     )
     env = {**os.environ, "OLLAMA_MODELS": str(store)}
-    cmd = [sys.executable, "-m", "modelkit", "build", "-q", "-f", str(modelfile)]
+    cmd = [sys.executable, "-m", "modelkit", "build", "--quiet", "-f", str(modelfile)]
     subprocess.run([*cmd, "-t", MODEL_NAME], env=env, check=True, cwd=work)
 
 

@@ -46,7 +46,7 @@ modelkit_use_python() {
 MODELKIT_LLAMA_CPP_VERSION=0.3.36
 
 modelkit_install_llama_cpp() {
-    local cmake_args="-DGGML_OPENMP=OFF -DLLAVA_BUILD=OFF"
+    local cmake_args="-DGGML_OPENMP=OFF -DLLAVA_BUILD=ON"
     if grep -qw amx_int8 /proc/cpuinfo 2>/dev/null; then
         local no_amx="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
         cmake_args="${cmake_args} -DCMAKE_C_FLAGS='${no_amx}' -DCMAKE_CXX_FLAGS='${no_amx}'"
@@ -88,7 +88,7 @@ modelkit_install_llama_cpp() {
 # --no-cache-dir and our own cache.
 modelkit_portable_llama_wheel() {
     local dest=${1:?usage: modelkit_portable_llama_wheel DIR}
-    local arch label cmake_args="-DGGML_OPENMP=OFF -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF"
+    local arch label cmake_args="-DGGML_OPENMP=OFF -DLLAVA_BUILD=ON -DGGML_NATIVE=OFF"
     arch=$(uname -m)
     case "${MODELKIT_LLAMA_PORTABLE:-x86-64-v3}" in
         x86-64-v3)

@@ -3,6 +3,8 @@
 * ``tiny_gguf``          session: a tiny random-weight llama GGUF (ChatML template), Path.
 * ``tiny_gguf_factory``  function: ``make(name=None, **write_tiny_gguf_kwargs) -> Path``.
 * ``tiny_lora_gguf``     session: a LoRA adapter GGUF matching ``tiny_gguf``, Path.
+* ``tiny_projector_gguf`` session: a llava-style mmproj GGUF for ``tiny_gguf`` (16 image
+                         tokens of width 64), Path; images: ``fixtures.tiny_projector``.
 * ``ollama_models``      function: an empty directory set as ``$OLLAMA_MODELS``, Path.
 * ``qwen_gguf``          session: the real Qwen2.5-Coder-0.5B-Instruct Q4 GGUF (skips).
 * ``gemma_gguf``         session: the real Gemma 3 270M Q4_K_M GGUF (skips).
@@ -23,6 +25,7 @@ if str(Path(__file__).parent) not in sys.path:  # also works with --import-mode=
 
 from fixtures.real_models import gemma_gguf_path, qwen_gguf_path
 from fixtures.tiny_gguf import CHATML_TEMPLATE, write_tiny_gguf, write_tiny_lora_gguf
+from fixtures.tiny_projector import write_tiny_projector_gguf
 
 
 @pytest.fixture(scope="session")
@@ -58,6 +61,13 @@ def tiny_gguf_factory(tmp_path: Path) -> Callable[..., Path]:
 def tiny_lora_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A LoRA adapter GGUF (rank 4, attention weights) that llama.cpp applies to tiny_gguf."""
     return write_tiny_lora_gguf(tmp_path_factory.mktemp("tiny-lora") / "tiny-lora.gguf")
+
+
+@pytest.fixture(scope="session")
+def tiny_projector_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ~120 KB vision projector (mmproj) GGUF that libmtmd loads next to tiny_gguf."""
+    path = tmp_path_factory.mktemp("tiny-projector") / "tiny-mmproj.gguf"
+    return write_tiny_projector_gguf(path)
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
-"""The build cache: which digest a local file had at a given (path, size, mtime, inode), and
-the GGUF facts of each digest, so an unchanged multi-GB GGUF is never re-hashed or re-read.
+"""The build cache: which digest a local file had at a given (path, size, mtime, inode), the
+GGUF facts of each digest, and the blob each (source digest, type) was quantized to, so an
+unchanged multi-GB GGUF is never re-hashed, re-read or re-quantized.
 
 It lives in ``<store>/.modelkit/build-cache.json`` (Ollama ignores that folder) and is only a
 hint: a hit is used only while the blob is still in the store with the same size.
@@ -14,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from modelkit.store import GGUFInfo
+from modelkit.store import BlobRef, GGUFInfo
 
 _VERSION = 2
 
@@ -42,6 +43,7 @@ class BuildCache:
         self.path = path
         self._files: dict[str, dict[str, Any]] = {}
         self._gguf: dict[str, dict[str, Any]] = {}
+        self._quantized: dict[str, dict[str, Any]] = {}
         self._dirty = False
         self._load()
 
@@ -58,6 +60,7 @@ class BuildCache:
             return
         self._files = dict(data.get("files", {}))
         self._gguf = dict(data.get("gguf", {}))
+        self._quantized = dict(data.get("quantized", {}))
 
     def digest_for(self, path: Path, stamp: FileStamp) -> str | None:
         entry = self._files.get(str(path))
@@ -86,11 +89,33 @@ class BuildCache:
         self._gguf[digest] = facts
         self._dirty = True
 
+    def quantized(self, source_digest: str, type_name: str) -> BlobRef | None:
+        """The blob ``source_digest`` was quantized to as ``type_name`` (a hint: the caller
+        checks that it is still in the store with this size)."""
+        entry = self._quantized.get(f"{source_digest} {type_name}")
+        if not isinstance(entry, dict):
+            return None
+        digest, size = entry.get("digest"), entry.get("size")
+        if not isinstance(digest, str) or not isinstance(size, int):
+            return None
+        return BlobRef(digest, size)
+
+    def remember_quantized(self, source_digest: str, type_name: str, ref: BlobRef) -> None:
+        self._quantized[f"{source_digest} {type_name}"] = {"digest": ref.digest, "size": ref.size}
+        self._dirty = True
+
     def save(self) -> None:
         if not self._dirty:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        payload = json.dumps({"version": _VERSION, "files": self._files, "gguf": self._gguf})
+        payload = json.dumps(
+            {
+                "version": _VERSION,
+                "files": self._files,
+                "gguf": self._gguf,
+                "quantized": self._quantized,
+            }
+        )
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".build-cache-")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as out:

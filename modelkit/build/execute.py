@@ -1,25 +1,28 @@
-"""Carrying out a plan: stream new blobs into the store (hash and copy in one pass), write
-the config, then the manifest last and atomically, under the store lock."""
+"""Carrying out a plan: quantize the model layer if asked, stream new blobs into the store (hash
+and copy in one pass), write the config, then the manifest last and atomically."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from modelkit.build.cache import BuildCache, FileStamp
 from modelkit.build.layers import PlannedLayer
 from modelkit.build.plan import BuildPlan
+from modelkit.build.quantize import run_quantize
 from modelkit.errors import BuildError, DigestMismatchError, ModelNotFoundError
 from modelkit.names import ModelName
 from modelkit.store import (
     MEDIA_TYPE_CONFIG,
     Descriptor,
     Manifest,
+    ModelConfig,
     Store,
     StoredManifest,
 )
 
-# (label, bytes done, bytes total) — the CLI draws it as a progress bar.
+# (label, bytes done, bytes total): the CLI draws it as a progress bar labelled ``label``
+# (``copying NAME``, ``quantizing F16 model to Q4_K_M``); total 0 is a plain status line.
 ProgressFn = Callable[[str, int, int], None]
 # Called with the finished but untagged model; raising stops the build before the tag is
 # written (the CLI passes the smoke check and ``--test`` here).
@@ -37,8 +40,8 @@ class BuildResult:
 def _store_layer(
     layer: PlannedLayer, store: Store, cache: BuildCache, progress: ProgressFn | None
 ) -> PlannedLayer:
-    if layer.status == "inherited":
-        return layer
+    if layer.data is None and layer.path is None:
+        return layer  # inherited, or already made in the store (a quantized model)
     if layer.data is not None:
         ref = store.write_bytes(layer.data)
         if ref.digest != layer.digest:
@@ -52,7 +55,7 @@ def _store_layer(
 
     def report(done: int, total: int) -> None:
         if progress is not None:
-            progress(label, done, total)
+            progress(f"copying {label}", done, total)
 
     ref = store.import_file(layer.path, expected_digest=layer.digest, progress=report)
     if FileStamp.of(layer.path) != stamp:
@@ -61,6 +64,18 @@ def _store_layer(
     if layer.gguf is not None:
         cache.remember_gguf(ref.digest, layer.gguf)
     return layer.with_digest(ref.digest, ref.size)
+
+
+def _quantized(
+    plan: BuildPlan, store: Store, cache: BuildCache, progress: ProgressFn | None
+) -> tuple[list[PlannedLayer], ModelConfig]:
+    """The plan's layers and config with its model layer quantized (if it asks for that)."""
+    step = plan.quantize
+    if step is None:
+        return plan.layers, plan.config
+    layer, info = run_quantize(step, store, cache, progress)
+    layers = [layer if i == step.index else x for i, x in enumerate(plan.layers)]
+    return layers, replace(plan.config, file_type=ModelConfig.from_gguf(info).file_type)
 
 
 def execute_build(
@@ -76,8 +91,9 @@ def execute_build(
     # ``writing`` keeps a concurrent prune from collecting blobs that this build has
     # written but not yet referenced from its manifest.
     with store.writing():
-        layers = [_store_layer(layer, store, cache, progress) for layer in plan.layers]
-        config_ref = store.write_bytes(plan.config.to_bytes())
+        layers, config = _quantized(plan, store, cache, progress)
+        layers = [_store_layer(layer, store, cache, progress) for layer in layers]
+        config_ref = store.write_bytes(config.to_bytes())
         manifest = Manifest(
             config=Descriptor(MEDIA_TYPE_CONFIG, config_ref.digest, config_ref.size),
             layers=[

@@ -15,6 +15,7 @@ from modelkit.build.layers import (
     params_bytes,
     text_layer,
 )
+from modelkit.build.quantize import QuantizeStep, parse_quant_type, plan_quantize
 from modelkit.build.sources import ResolvedBase, Source, default_sources, resolve_from
 from modelkit.build.spec import BuildSpec, LocalFile, spec_from_modelfile
 from modelkit.errors import BuildError
@@ -33,6 +34,7 @@ from modelkit.store import (
     ModelConfig,
     Store,
     digest_from_filename,
+    file_type_name,
     read_gguf_info,
 )
 from modelkit.template import template_error
@@ -49,6 +51,8 @@ class BuildPlan:
     layers: list[PlannedLayer]
     config: ModelConfig
     notes: list[str] = field(default_factory=list)
+    quantize: QuantizeStep | None = None
+    """The model layer's quantization; ``layers[quantize.index]`` is its planned result."""
 
     @property
     def new_bytes(self) -> int:
@@ -185,7 +189,21 @@ class Planner:
         layers += self.draft_layers(spec, base)
         layers = self.merge_text_layers(layers, spec)
         config = self.config_for(layers, base, spec)
-        return BuildPlan(spec=spec, base=base, layers=layers, config=config)
+        step = self.quantize_step(layers, spec)
+        if step is not None:
+            layers[step.index] = step.output(step.cached, "cached" if step.cached else "new", None)
+            config = replace(config, file_type=file_type_name(step.target.file_type))
+        return BuildPlan(spec=spec, base=base, layers=layers, config=config, quantize=step)
+
+    def quantize_step(self, layers: list[PlannedLayer], spec: BuildSpec) -> QuantizeStep | None:
+        """Ollama quantizes the model layer, wherever it comes from (a file, a model)."""
+        if not spec.quantize:
+            return None
+        target = parse_quant_type(spec.quantize)
+        models = [i for i, x in enumerate(layers) if x.media_type == MEDIA_TYPE_MODEL]
+        if len(models) != 1:
+            raise BuildError("quantizing a model split over several GGUF files is not supported")
+        return plan_quantize(models[0], layers[models[0]], self.store, self.cache, target)
 
     def adapter_layer(self, adapter: LocalFile) -> PlannedLayer:
         path = adapter.path

@@ -1,9 +1,10 @@
 """A stored model shown as Ollama's ``show`` does: the Modelfile that rebuilds it, its
-parameters as text, and the summary rows of the Model section."""
+parameters as text, its capabilities, and the summary rows of the Model section."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from modelkit.modelfile import (
@@ -76,3 +77,16 @@ def show_parameters(parameters: dict[str, Any]) -> str:
             )
             lines.append(f"{name:<30} {text}")
     return "\n".join(lines)
+
+
+def show_capabilities(view: ModelView, template_capabilities: Iterable[str]) -> list[str]:
+    """Ollama's capability list, in its order: the template's (completion, tools, insert),
+    ``vision`` when the model has a projector layer, thinking, then the config's own."""
+    found = list(template_capabilities)
+    caps = [c for c in found if c != "thinking"]
+    if view.projectors:
+        caps.append("vision")
+    if "thinking" in found:
+        caps.append("thinking")
+    caps += view.config.capabilities or []
+    return list(dict.fromkeys(caps))

@@ -44,6 +44,8 @@ class BuildSpec:
     requires: str | None = None
     renderer: str | None = None
     parser: str | None = None
+    quantize: str | None = None
+    """``--quantize`` / ``quantize``: the model layer's type to quantize to (``Q4_K_M``...)."""
     source: str = ""
     """The Modelfile's path, for error messages (empty when it is not a file)."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +13,9 @@ import click
 from rich.console import Console
 
 from modelkit.build import BuildCache, BuildPlan, CheckFn, execute_build, plan_build
+from modelkit.build.quantize import parse_quant_type
 from modelkit.build.sources import PullOptions, WouldPull, default_sources
+from modelkit.build.spec import spec_from_modelfile
 from modelkit.cli.humanize import human_bytes, table
 from modelkit.cli.options import jobs_option
 from modelkit.cli.progress import byte_progress, registry_progress
@@ -56,6 +58,8 @@ def format_plan(plan: BuildPlan, name: ModelName) -> str:
         f" ({len(config)} bytes)",
         f"new data to write: {human_bytes(plan.new_bytes)}",
     ]
+    if plan.quantize is not None:
+        lines.insert(2, plan.quantize.describe())
     return "\n".join(lines)
 
 
@@ -142,11 +146,14 @@ def run_build(
     no_check: bool = False,
     test_spec: str | None = None,
     jobs: int = 1,
+    quantize: str | None = None,
 ) -> ModelName | None:
     """Build ``tag`` (returns its name; None for a dry run). A FROM name missing locally is
     pulled from its registry (``pull``: also one present locally); a dry run only checks that
-    the registry has it. Before the tag is written the model is smoke-checked (unless
-    ``no_check``) and ``test_spec`` run."""
+    the registry has it. ``quantize`` is the model layer's type (``Q4_K_M``...). Before the
+    tag is written the model is smoke-checked (unless ``no_check``) and ``test_spec`` run."""
+    if quantize:
+        parse_quant_type(quantize)  # a wrong type fails before anything is pulled
     settings = Settings.from_env()
     err = Console(stderr=True)
     check = build_check(
@@ -155,6 +162,7 @@ def run_build(
     parsed = parse_file(modelfile)
     for warning in parsed.warnings:
         click.echo(f"warning: {warning.message}", err=True)
+    spec = replace(spec_from_modelfile(parsed), quantize=quantize or None)
     name = ModelName.parse(tag)
     store = Store(settings.models)
     cache = BuildCache.for_store(store.root)
@@ -170,7 +178,7 @@ def run_build(
             progress=show,
         )
         try:
-            plan = plan_build(parsed, store, cache, default_sources(store, pull=options))
+            plan = plan_build(spec, store, cache, default_sources(store, pull=options))
         except WouldPull as would:
             click.echo(format_would_pull(would, name))
             return None
@@ -205,7 +213,15 @@ MODELFILE_OPTION = click.option(
 BUILD_OPTIONS = [
     MODELFILE_OPTION,
     click.option("--dry-run", is_flag=True, help="Print the plan (cached and new layers) only."),
-    click.option("-q", "--quiet", is_flag=True, help="No progress output."),
+    click.option(
+        "-q",
+        "--quantize",
+        metavar="TYPE",
+        help="Quantize the model layer (from F16, BF16 or F32) with llama.cpp, as `ollama"
+        " create -q`: F32, F16, BF16, Q8_0, Q4_K_S, Q4_K_M (alias Q4_K); cached per source"
+        " and type.",
+    ),
+    click.option("--quiet", is_flag=True, help="No progress output."),
     click.option(
         "--pull", is_flag=True, help="Pull a FROM model from its registry even when it is local."
     ),

@@ -5,13 +5,13 @@ from __future__ import annotations
 import click
 
 from modelkit.build import BuildCache
-from modelkit.build.show import show_modelfile, show_parameters
+from modelkit.build.show import show_capabilities, show_modelfile, show_parameters
 from modelkit.cli.humanize import human_bytes, human_time, table
 from modelkit.config import Settings
 from modelkit.errors import ModelNotFoundError
 from modelkit.names import ModelName
 from modelkit.runtime.prompting import ChatTemplate
-from modelkit.store import GGUFInfo, ModelView, Store, read_gguf_info, view_model
+from modelkit.store import Descriptor, GGUFInfo, ModelView, Store, read_gguf_info, view_model
 
 
 def _store() -> Store:
@@ -39,12 +39,27 @@ def list_models(prefix: str) -> None:
     click.echo(table(rows))
 
 
-def _model_info(store: Store, view: ModelView) -> GGUFInfo | None:
-    if view.model is None:
+def _gguf_info(store: Store, desc: Descriptor | None) -> GGUFInfo | None:
+    if desc is None:
         return None
     cache = BuildCache.for_store(store.root)
-    info = cache.gguf_info(view.model.digest)
-    return info if info is not None else read_gguf_info(store.blob_path(view.model.digest))
+    info = cache.gguf_info(desc.digest)
+    return info if info is not None else read_gguf_info(store.blob_path(desc.digest))
+
+
+def _projector_rows(info: GGUFInfo) -> list[list[str]]:
+    """Ollama's Projector section: each row only when its key is there."""
+    rows = [["architecture", info.architecture], ["parameters", info.human_parameter_count]]
+    for suffix, label in (
+        ("embedding_length", "embedding length"),
+        ("projection_dim", "dimensions"),
+    ):
+        for modality in ("vision", "audio"):
+            value = info.metadata.get(f"{info.architecture}.{modality}.{suffix}")
+            if isinstance(value, int) and not isinstance(value, bool):
+                rows.append([label, str(value)])  # GGUF stores these as integers
+                break
+    return rows
 
 
 def _first_lines(text: str) -> list[str]:
@@ -53,7 +68,7 @@ def _first_lines(text: str) -> list[str]:
 
 
 def _summary(store: Store, view: ModelView) -> str:
-    info = _model_info(store, view)
+    info = _gguf_info(store, view.model)
     rows = [["architecture", view.config.model_family or "unknown"]]
     rows.append(["parameters", view.config.model_type or "unknown"])
     if info is not None and info.context_length:
@@ -64,8 +79,12 @@ def _summary(store: Store, view: ModelView) -> str:
     if view.config.requires:
         rows.append(["requires", view.config.requires])
     out = ["  Model", _indent(table(rows))]
-    capabilities = view.config.capabilities or ["completion"]
+    capabilities = show_capabilities(view, ChatTemplate.for_stored_model(store, view).capabilities)
     out += ["", "  Capabilities", _indent("\n".join(capabilities))]
+    if view.projectors:
+        # Its key/values are needed, which the build cache does not keep: read the header.
+        projector = read_gguf_info(store.blob_path(view.projectors[0].digest), max_array_len=0)
+        out += ["", "  Projector", _indent(table(_projector_rows(projector)))]
     if view.parameters:
         out += ["", "  Parameters", _indent(show_parameters(view.parameters))]
     if view.system:

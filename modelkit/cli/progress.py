@@ -1,5 +1,5 @@
-"""Rich progress bars for long work: hashing and copying GGUFs during a build, and blob
-transfers during pull/push. One bar per key; rich stays quiet when not on a terminal."""
+"""Rich progress bars for long work: hashing, copying and quantizing GGUFs during a build, and
+blob transfers during pull/push. One bar per key; rich stays quiet when not on a terminal."""
 
 from __future__ import annotations
 
@@ -52,12 +52,20 @@ def byte_bars(console: Console) -> Iterator[ByteBars]:
 
 @contextmanager
 def byte_progress(console: Console, enabled: bool = True) -> Iterator[ProgressFn]:
-    """Yields a build's ``(label, done, total)`` callback that draws one bar per file."""
+    """Yields a build's ``(label, done, total)`` callback that draws one bar per label
+    (``copying NAME``, ``quantizing F16 model to Q4_K_M``); a total of 0 prints a line."""
     if not enabled:
         yield lambda label, done, total: None
         return
     with byte_bars(console) as bars:
-        yield lambda label, done, total: bars.update(label, f"copying {label}", done, total)
+
+        def show(label: str, done: int, total: int) -> None:
+            if total:
+                bars.update(label, label, done, total)
+            else:
+                bars.progress.console.print(label, markup=False, highlight=False)
+
+        yield show
 
 
 @contextmanager

@@ -4,8 +4,10 @@ line (a message or a ``/command``) does to it. The terminal loop lives in ``run_
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from modelkit.cli.image_paths import encode_image, extract_images, names_image_path, read_image
 from modelkit.modelfile import ParameterError, format_parameter_value, parse_parameter_value
 
 HELP = """Available Commands:
@@ -57,6 +59,21 @@ class Session:
     verbose: bool = False
     wordwrap: bool = True
     history: bool = True
+    vision: bool = False  # the model has a projector: image paths in prompts are sent
+
+    def user_message(self, text: str) -> tuple[dict[str, Any], list[Path]]:
+        """The user message for ``text`` and the image files attached to it.
+
+        For a vision model, the image paths in ``text`` are read into ``images`` and leave
+        the text (raises ``ImageFileError`` for a file that is no image or too big).
+        """
+        if not self.vision:
+            return {"role": "user", "content": text}, []
+        content, paths = extract_images(text)
+        message: dict[str, Any] = {"role": "user", "content": content}
+        if paths:
+            message["images"] = [encode_image(read_image(p)) for p in paths]
+        return message, paths
 
     def chat_messages(self) -> list[dict[str, Any]]:
         return list(self.messages)
@@ -196,10 +213,16 @@ def _save(session: Session, args: list[str], api: ShowAPI) -> str:
 def _load(session: Session, args: list[str], api: ShowAPI) -> str:
     if len(args) != 1:
         return "Usage:\n  /load <modelname>"
-    api.request("POST", "/api/show", {"model": args[0]})  # raises when it does not exist
+    info = api.request("POST", "/api/show", {"model": args[0]})  # raises when it is missing
     session.model = args[0]
+    session.vision = is_vision(info)
     session.messages = []
     return f"Loading model '{args[0]}'"
+
+
+def is_vision(show: Any) -> bool:
+    """Whether an ``/api/show`` answer describes a model that takes images."""
+    return isinstance(show, dict) and "vision" in (show.get("capabilities") or [])
 
 
 def handle_line(session: Session, line: str, api: ShowAPI) -> Outcome:
@@ -227,4 +250,6 @@ def handle_line(session: Session, line: str, api: ShowAPI) -> Outcome:
         return Outcome("print", _save(session, args, api))
     if word == "/load":
         return Outcome("print", _load(session, args, api))
+    if session.vision and names_image_path(stripped):
+        return Outcome("chat", line)  # "/tmp/cat.png what is this?" is a prompt
     return Outcome("print", f"Unknown command '{word}'. Type /? for help")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from datetime import datetime
 from typing import Any
@@ -11,7 +12,8 @@ import click
 
 from modelkit.cli.client import APIClient, ClientError
 from modelkit.cli.humanize import go_duration, human_bytes, human_time, table
-from modelkit.cli.repl import LineAssembler, Session, handle_line
+from modelkit.cli.image_paths import ImageFileError, encode_image, extract_images, read_image
+from modelkit.cli.repl import LineAssembler, Session, handle_line, is_vision
 from modelkit.config import Settings
 
 STAT_LINES = (
@@ -72,8 +74,20 @@ def _print_stream(chunks: Any, key: str, hide_thinking: bool) -> dict[str, Any]:
     return final
 
 
+def _added(paths: list[Any]) -> None:
+    for path in paths:
+        click.echo(f"Added image '{path}'", err=True)
+
+
 def _chat_turn(client: APIClient, session: Session, text: str, hide: bool) -> None:
-    session.messages.append({"role": "user", "content": text})
+    try:
+        message, paths = session.user_message(text)
+    except ImageFileError as err:
+        # Ollama ends the session here; dropping just this message is kinder.
+        click.echo(f"Couldn't process file: {json.dumps(str(err))}", err=True)
+        return
+    _added(paths)
+    session.messages.append(message)
     body: dict[str, Any] = {
         "model": session.model,
         "messages": session.chat_messages(),
@@ -170,9 +184,18 @@ def run(
         opts["keep_alive"] = keepalive
     if think is not None:
         opts["think"] = think
+    vision = is_vision(info)
     if text:
         opts["_verbose"] = verbose
         body_opts = {k: v for k, v in opts.items() if not k.startswith("_")}
+        if vision:
+            text, paths = extract_images(text)
+            try:
+                body_opts["images"] = [encode_image(read_image(p)) for p in paths]
+            except ImageFileError as err:
+                click.echo(f"Couldn't process file: {json.dumps(str(err))}", err=True)
+                raise
+            _added(paths)
         final = _print_stream(
             client.stream("/api/generate", {"model": model, "prompt": text, **body_opts}),
             "response",
@@ -181,7 +204,7 @@ def run(
         if verbose:
             click.echo(format_stats(final), err=True)
         return
-    session = Session(model=model, verbose=verbose, format=fmt, think=think)
+    session = Session(model=model, verbose=verbose, format=fmt, think=think, vision=vision)
     session.messages = [
         {"role": m["role"], "content": m["content"]} for m in info.get("messages") or []
     ]

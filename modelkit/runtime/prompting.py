@@ -4,6 +4,7 @@ TEMPLATE, a Jinja2 TEMPLATE, or the GGUF's own chat template), the effective mes
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -139,3 +140,35 @@ def fit_to_context(
         if count <= num_ctx or start == len(messages) - 1:
             return text, whole_count - count
     return whole, 0
+
+
+IMAGE_PROMPT_TOKENS = 768
+"""What an image is counted as when older messages are dropped to fit (Ollama's estimate:
+the image's real size is known only once the projector has seen it)."""
+
+
+def tag_images(messages: Messages) -> tuple[Messages, list[Any]]:
+    """Ollama's image tags: each image of the messages, in order, gets the next index N and
+    ``[img-N]`` in its message's text (in place of an ``[img]`` the text has, else in front);
+    the engine puts the image there. Returns the tagged messages and the images in index
+    order."""
+    images: list[Any] = []
+    tagged: Messages = []
+    for message in messages:
+        pictures = message.get("images") or []
+        if not pictures:
+            tagged.append(message)
+            continue
+        content = str(message.get("content") or "")
+        for image in pictures:
+            if "[img]" not in content:
+                content = ("[img] " + content).strip()
+            content = content.replace("[img]", f"[img-{len(images)}]", 1)
+            images.append(image)
+        tagged.append({**message, "content": content})
+    return tagged, images
+
+
+def image_count(prompt: str) -> int:
+    """How many ``[img-N]`` tags a rendered prompt holds."""
+    return len(re.findall(r"\[img-\d+\]", prompt))

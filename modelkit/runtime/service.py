@@ -32,10 +32,19 @@ from modelkit.names import ModelName
 from modelkit.runtime.constrain import gbnf_for_format
 from modelkit.runtime.engine.results import Chunk, GenerationStats
 from modelkit.runtime.gbnf import check_gbnf
+from modelkit.runtime.images import check_image
 from modelkit.runtime.logprobs import MAX_TOP_LOGPROBS, Logprob
 from modelkit.runtime.options import LoadParams, Options, load_params, resolve_options
 from modelkit.runtime.parsing import ThinkingParser, ToolCall, ToolCallParser, thinking_tags
-from modelkit.runtime.prompting import ChatTemplate, Messages, chat_messages, fit_to_context
+from modelkit.runtime.prompting import (
+    IMAGE_PROMPT_TOKENS,
+    ChatTemplate,
+    Messages,
+    chat_messages,
+    fit_to_context,
+    image_count,
+    tag_images,
+)
 from modelkit.runtime.runner import RunnerProcess, RunnerStoppedError
 from modelkit.runtime.scheduler import Lease, RunnerInfo, Scheduler
 from modelkit.store import GGUFInfo, ModelView, Store, read_gguf_info, view_model
@@ -241,6 +250,7 @@ class InferenceService:
             self.store.blob_path(view.model.digest),
             spec,
             adapters=[self.store.blob_path(a.digest) for a in view.adapters],
+            projector=self.store.blob_path(view.projectors[0].digest) if view.projectors else None,
             params=view.parameters,
             load_timeout=self.settings.load_timeout,
             on_exit=lambda stopped: self._runner_exited(key, holder, stopped),
@@ -344,6 +354,12 @@ class InferenceService:
                     f"{limits.max_image_bytes} (MODELKIT_MAX_IMAGE_BYTES)"
                 )
 
+    @staticmethod
+    def _decode_check(images: list[Any]) -> None:
+        """Each image decodes (JPEG, PNG or WebP): a bad one is refused before any load."""
+        for index, image in enumerate(images):
+            check_image(image, index)
+
     def acquire(self, job: Job) -> Slot:
         """A lease on ``job``'s model loaded as its options need; blocks the thread."""
         key, spec, opts = self._claim(job)
@@ -423,11 +439,12 @@ class InferenceService:
         self._check_images([i for m in req.messages for i in m.get("images") or []])
         if any(m.get("images") for m in req.messages) and not view.projectors:
             raise RequestError(f"{view.name} does not support images (it has no vision projector)")
+        self._decode_check([i for m in req.messages for i in m.get("images") or []])
         template = self.template_for(view)
         if req.tools and "tools" not in template.capabilities:
             raise RequestError(f"{view.name} does not support tools")
         think = self._think(template, req.think, req.model)
-        return view, template, think, chat_messages(view, req.messages)
+        return view, template, think, tag_images(chat_messages(view, req.messages))[0]
 
     def render_chat(self, req: ChatRequest) -> str:
         """The prompt ``req`` would run, without loading the model (nor truncating it to
@@ -444,6 +461,7 @@ class InferenceService:
         """The checked chat request, ready to run."""
         view, _, think, messages = self._chat_prompt(req)
         grammar = _grammar(req.format, req.grammar)
+        images = [i for m in req.messages for i in m.get("images") or []]
         return self._job(
             view,
             req.options,
@@ -452,11 +470,12 @@ class InferenceService:
                 lambda msgs: runner.template.render(
                     msgs, tools=req.tools, think=req.think if think else None
                 ),
-                lambda text: len(runner.model.tokenize(text)),
+                partial(_count_tokens, runner),
                 messages,
                 opts.num_ctx,
                 truncate=req.truncate,
             ),
+            images=images,
             grammar=grammar,
             think=think,
             tools=req.tools,
@@ -473,6 +492,7 @@ class InferenceService:
         self._check_images(req.images)
         if req.images and not view.projectors:
             raise RequestError(f"{view.name} does not support images (it has no vision projector)")
+        self._decode_check(req.images)
         template = (
             ChatTemplate(req.template, go=GoTemplate(req.template))
             if req.template
@@ -487,12 +507,16 @@ class InferenceService:
 
     @staticmethod
     def _generate_messages(req: GenerateRequest, view: ModelView) -> Messages:
+        """The messages of a templated generate, the request's images tagged in the last."""
         system = req.system if req.system is not None else view.system
         messages: Messages = [{"role": "system", "content": system}] if system else []
         if not req.context:
             messages += [dict(m) for m in view.messages]
-        messages.append({"role": "user", "content": req.prompt})
-        return messages
+        user: dict[str, Any] = {"role": "user", "content": req.prompt}
+        if req.images:
+            user["images"] = req.images
+        messages.append(user)
+        return tag_images(messages)[0]
 
     def render_generate(self, req: GenerateRequest) -> str:
         """The prompt ``req`` would run, without loading the model (a ``context`` is left
@@ -523,7 +547,7 @@ class InferenceService:
             messages = self._generate_messages(req, view)
             text, dropped = fit_to_context(
                 lambda msgs: template.render(msgs, think=req.think if think else None),
-                lambda text: len(runner.model.tokenize(text)),
+                partial(_count_tokens, runner),
                 messages,
                 opts.num_ctx,
                 truncate=req.truncate,
@@ -541,6 +565,7 @@ class InferenceService:
             truncate=req.truncate,
             shift=req.shift,
             top_logprobs=_top_logprobs(req.logprobs, req.top_logprobs),
+            images=req.images,
         )
 
     def _job(
@@ -556,6 +581,7 @@ class InferenceService:
         truncate: bool,
         shift: bool,
         top_logprobs: int | None,
+        images: list[str] | None = None,
     ) -> GenerationJob:
         def start(slot: Slot) -> Iterator[Event]:
             begun = time.perf_counter() - slot.waited / 1e9
@@ -575,6 +601,7 @@ class InferenceService:
                 grammar=grammar,
                 top_logprobs=top_logprobs,
                 shift=shift,
+                images=images or (),
             )
             first, chunks = _first_ready(chunks)  # the prompt's decode: a bad runner fails here
             events = self._events(
@@ -805,3 +832,9 @@ class EventStream:
 
     def close(self) -> None:
         self._events.close()
+
+
+def _count_tokens(runner: Runner, prompt: str) -> int:
+    """The prompt's tokens, an image counted as Ollama counts it when fitting messages."""
+    images = image_count(prompt) if runner.view.projectors else 0
+    return len(runner.model.tokenize(prompt)) + images * IMAGE_PROMPT_TOKENS

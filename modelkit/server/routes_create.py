@@ -1,4 +1,8 @@
-"""``POST /api/create``: Ollama's JSON create request built through ``modelkit.build``."""
+"""``POST /api/create``: Ollama's JSON create request built through ``modelkit.build``.
+
+Errors found while planning (bad names, files, quantize types) are HTTP errors; the build then
+runs in a worker thread whose statuses (``quantizing F16 model to Q4_K_M`` with bytes done)
+stream as NDJSON, an error there ending the stream with one ``{"error": ...}`` line."""
 
 from __future__ import annotations
 
@@ -7,16 +11,18 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from modelkit.build import BuildCache, BuildSpec, execute_build, plan_build
+from modelkit.build import BuildCache, BuildPlan, BuildSpec, execute_build, plan_build
+from modelkit.build.quantize import PROGRESS_DIGEST
 from modelkit.build.sources import BaseFile, FromRef, ResolvedBase
 from modelkit.build.spec import LocalFile, LocatedRef
+from modelkit.names import ModelName
 from modelkit.server.body import model_name, read_body
 from modelkit.server.errors import APIError
 from modelkit.server.state import ServerState
-from modelkit.server.streaming import ndjson_lines
+from modelkit.server.streaming import Emit, job_response
 from modelkit.store import Store, is_valid_digest, normalize_digest
 
 router = APIRouter()
@@ -77,14 +83,46 @@ def _blob_files(store: Store, files: dict[str, str]) -> list[BaseFile]:
     return out
 
 
+def _uploaded_base(store: Store, files: dict[str, str]) -> ResolvedBase:
+    """The base of a create from uploaded blobs. Safetensors (any ``*.safetensors`` key) are
+    converted as Ollama does: the blobs are linked by their keys into a temporary folder under
+    the store, converted (cached by digest under ``.modelkit/converted/``), the folder dropped."""
+    blobs = _blob_files(store, files)
+    if not any(key.endswith(".safetensors") for key in files):
+        return ResolvedBase(description="uploaded files", files=blobs)
+    import os
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from modelkit.build.sources import HFFolderSource
+
+    work = store.root / ".modelkit"
+    work.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="safetensors-", dir=work))
+    try:
+        for blob in blobs:
+            target = folder / blob.key
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(blob.path, target)
+            except OSError:
+                shutil.copyfile(blob.path, target)
+        known = {key: normalize_digest(digest) for key, digest in files.items()}
+        base = HFFolderSource(store).resolve_folder(folder, known=known)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    base.description = "uploaded safetensors files (converted to F16 GGUF)"
+    return base
+
+
 def spec_from_request(body: CreateRequest, store: Store) -> BuildSpec:
     if body.from_:
         froms = [LocatedRef(FromRef(body.from_, None))]
         base = None
     elif body.files:
         froms = []
-        files = _blob_files(store, body.files)
-        base = ResolvedBase(description="uploaded files", files=files)
+        base = _uploaded_base(store, body.files)
     else:
         raise APIError(400, "neither 'from' or 'files' was specified")
     adapters = [LocalFile(f.path, f.key, key=f.key) for f in _blob_files(store, body.adapters)]
@@ -105,33 +143,42 @@ def spec_from_request(body: CreateRequest, store: Store) -> BuildSpec:
         requires=body.requires.removeprefix("v") or None,
         renderer=body.renderer or None,
         parser=body.parser or None,
+        quantize=body.quantize or None,
     )
 
 
-def _create(state: ServerState, body: CreateRequest) -> list[dict[str, Any]]:
+def _plan(state: ServerState, body: CreateRequest) -> tuple[ModelName, BuildPlan, BuildCache]:
     name = model_name(body.model, "invalid model name")
-    if body.quantize:
-        raise APIError(400, "quantization is not supported yet; quantize the GGUF beforehand")
     _check_files(body.files, paths=True)
     _check_files(body.draft_files, paths=True)
     _check_files(body.adapters, paths=False)
     store = state.store
     cache = BuildCache.for_store(store.root)
-    plan = plan_build(spec_from_request(body, store), store, cache)
-    result = execute_build(plan, name, store, cache, noprune=state.settings.noprune)
-    statuses: list[dict[str, Any]] = []
+    return name, plan_build(spec_from_request(body, store), store, cache), cache
+
+
+def _build(
+    state: ServerState, name: ModelName, plan: BuildPlan, cache: BuildCache, emit: Emit
+) -> None:
+    def progress(label: str, done: int, total: int) -> None:
+        if not total:
+            emit({"status": label})
+        else:
+            emit({"status": label, "digest": PROGRESS_DIGEST, "total": total, "completed": done})
+
+    result = execute_build(
+        plan, name, state.store, cache, noprune=state.settings.noprune, progress=progress
+    )
     for layer in result.layers:
         verb = "creating new layer" if layer.status == "new" else "using existing layer"
-        statuses.append({"status": f"{verb} {layer.digest}"})
-    statuses += [{"status": "writing manifest"}, {"status": "success"}]
-    return statuses
+        emit({"status": f"{verb} {layer.digest}"})
+    emit({"status": "writing manifest"})
+    emit({"status": "success"})
 
 
 @router.post("/api/create")
 async def create(request: Request) -> Response:
     body = await read_body(request, CreateRequest)
     state: ServerState = request.app.state.modelkit
-    statuses = await run_in_threadpool(_create, state, body)
-    if not body.stream:
-        return JSONResponse(statuses[-1])
-    return StreamingResponse(ndjson_lines(statuses), media_type="application/x-ndjson")
+    name, plan, cache = await run_in_threadpool(_plan, state, body)
+    return await job_response(body.stream, lambda emit: _build(state, name, plan, cache, emit))

@@ -6,11 +6,12 @@ import asyncio
 import contextlib
 import queue
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from modelkit.build.show import show_modelfile, show_parameters
+from modelkit.build.show import show_capabilities, show_modelfile, show_parameters
 from modelkit.errors import DigestMismatchError, ModelNotFoundError
 from modelkit.server.body import model_name, read_body
 from modelkit.server.errors import APIError
@@ -86,22 +87,34 @@ def _jsonable(value: GGUFValue) -> Any:
     return value
 
 
-def model_info(state: ServerState, view: ModelView, verbose: bool) -> dict[str, Any]:
-    if view.model is None:
-        return {}
+def gguf_kv(path: Path, verbose: bool, *, hidden: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A GGUF's key/values as ``show`` lists them, sorted, plus ``general.parameter_count``."""
     # Ollama elides arrays longer than 5 unless verbose; only decode what is shown.
     limit = 1 << 62 if verbose else 5
-    info = read_gguf_info(state.store.blob_path(view.model.digest), max_array_len=limit)
+    info = read_gguf_info(path, max_array_len=limit)
     out: dict[str, Any] = {}
     for key, value in info.metadata.items():
-        if key in ("general.name", "tokenizer.chat_template"):
-            continue
-        out[key] = _jsonable(value)
+        if key not in hidden:
+            out[key] = _jsonable(value)
     for key, length in info.array_lengths.items():
         if length > limit:
             out[key] = []
     out["general.parameter_count"] = info.parameter_count
     return dict(sorted(out.items()))
+
+
+def model_info(state: ServerState, view: ModelView, verbose: bool) -> dict[str, Any]:
+    if view.model is None:
+        return {}
+    path = state.store.blob_path(view.model.digest)
+    return gguf_kv(path, verbose, hidden=("general.name", "tokenizer.chat_template"))
+
+
+def projector_info(state: ServerState, view: ModelView, verbose: bool) -> dict[str, Any] | None:
+    """The first projector's key/values; Ollama hides nothing here (not even general.name)."""
+    if not view.projectors:
+        return None
+    return gguf_kv(state.store.blob_path(view.projectors[0].digest), verbose)
 
 
 @router.post("/api/show")
@@ -114,7 +127,7 @@ async def show(request: Request) -> dict[str, Any]:
     # The template modelkit really uses: the TEMPLATE layer, else the GGUF's own chat
     # template (Ollama would fall back to "{{ .Prompt }}" here).
     template = state.service.template_for(view)  # cached per manifest digest
-    capabilities = sorted(set(template.capabilities) | set(view.config.capabilities or []))
+    capabilities = show_capabilities(view, template.capabilities)
     response: dict[str, Any] = {
         "license": "\n".join(view.licenses),
         "modelfile": show_modelfile(view, state.store),
@@ -127,6 +140,9 @@ async def show(request: Request) -> dict[str, Any]:
         "capabilities": capabilities,
         "modified_at": view.stored.modified.astimezone().isoformat(),
     }
+    projector = projector_info(state, view, body.verbose)
+    if projector is not None:  # omitempty, as in Ollama
+        response["projector_info"] = projector
     if view.config.requires:
         response["requires"] = view.config.requires
     return response

@@ -307,7 +307,8 @@ _IMAGE_PREFIXES = (
 
 
 def image_data(part: dict[str, Any]) -> str:
-    """The base64 payload of an ``image_url`` part (data URIs only, as in Ollama)."""
+    """The base64 payload of an ``image_url`` part: a JPEG/PNG/WebP data URI as in Ollama,
+    or bare base64."""
     image = part.get("image_url")
     url = image.get("url") if isinstance(image, dict) else image
     if not isinstance(url, str):
@@ -318,11 +319,13 @@ def image_data(part: dict[str, Any]) -> str:
             "image URLs are not currently supported, please use base64 encoded data instead",
         )
     prefix = next((p for p in _IMAGE_PREFIXES if url.startswith(p)), None)
-    if prefix is None:
+    if prefix is None and url.startswith("data:"):  # another media type
         raise APIError(400, "invalid image input")
-    data = url[len(prefix) :]
+    # Bare base64 is taken too (some clients send it without the data: prefix).
+    data = url[len(prefix) :] if prefix is not None else url
     try:
-        base64.b64decode(data, validate=True)
+        if not base64.b64decode(data, validate=True):
+            raise ValueError("empty")
     except ValueError:
         raise APIError(400, "invalid image input") from None
     return data

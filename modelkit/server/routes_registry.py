@@ -13,22 +13,21 @@ bundled llama.cpp cannot load stays in the store and the pull reports the error 
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from modelkit.errors import ModelkitError, ModelNotFoundError
+from modelkit.errors import ModelNotFoundError
 from modelkit.names import ModelName
 from modelkit.registry import ProgressFn, pull, push
 from modelkit.registry.compat import check_pulled
 from modelkit.server.body import model_name, read_body
-from modelkit.server.errors import APIError, error_response, status_for
+from modelkit.server.errors import APIError
 from modelkit.server.state import ServerState
-from modelkit.server.streaming import ndjson_line
+from modelkit.server.streaming import job_response
 
 router = APIRouter()
 
@@ -81,50 +80,12 @@ def _push_job(state: ServerState, name: ModelName, insecure: bool) -> Callable[[
     return job
 
 
-def _error_text(err: BaseException) -> str:
-    return str(err) or type(err).__name__
-
-
-async def _run(body: RegistryRequest, job: Callable[[ProgressFn], None]) -> Response:
-    loop = asyncio.get_running_loop()
-    events: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-
-    def emit(event: dict[str, Any]) -> None:
-        loop.call_soon_threadsafe(events.put_nowait, dict(event))
-
-    def work() -> None:
-        try:
-            job(emit)
-        finally:
-            loop.call_soon_threadsafe(events.put_nowait, None)
-
-    future = loop.run_in_executor(None, work)
-    if not body.stream:
-        try:
-            await future
-        except ModelkitError as err:
-            return error_response(status_for(err), str(err))
-        except Exception as err:
-            return error_response(500, _error_text(err))
-        return JSONResponse(SUCCESS)
-
-    async def lines() -> AsyncIterator[bytes]:
-        while (event := await events.get()) is not None:
-            yield ndjson_line(event)
-        try:
-            await future
-        except Exception as err:
-            yield ndjson_line({"error": _error_text(err)})
-
-    return StreamingResponse(lines(), media_type="application/x-ndjson")
-
-
 @router.post("/api/pull")
 async def pull_route(request: Request) -> Response:
     body = await read_body(request, RegistryRequest)
     name = _parse(body)
     state: ServerState = request.app.state.modelkit
-    return await _run(body, _pull_job(state, name, body.insecure))
+    return await job_response(body.stream, _pull_job(state, name, body.insecure))
 
 
 @router.post("/api/push")
@@ -136,4 +97,4 @@ async def push_route(request: Request) -> Response:
         state.store.read_manifest(state.store.resolve_name(name))
     except ModelNotFoundError:
         raise APIError(404, f'model "{body.model}" not found') from None
-    return await _run(body, _push_job(state, name, body.insecure))
+    return await job_response(body.stream, _push_job(state, name, body.insecure))

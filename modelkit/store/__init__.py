@@ -12,7 +12,13 @@ Public API (import from ``modelkit.store``):
 - digest helpers (:func:`normalize_digest`, :func:`is_valid_digest`, ...).
 """
 
-from modelkit.store.blobs import TEMP_PREFIX, BlobRef, BlobStore, ProgressCallback
+from modelkit.store.blobs import (
+    TEMP_PREFIX,
+    BlobRef,
+    BlobStore,
+    ProgressCallback,
+    create_locked_temp,
+)
 from modelkit.store.config import ModelConfig
 from modelkit.store.digest import (
     DIGEST_RE,
@@ -93,6 +99,7 @@ __all__ = [
     "StoredManifest",
     "TensorInfo",
     "blob_filename",
+    "create_locked_temp",
     "digest_from_filename",
     "file_type_name",
     "go_json_dumps",

@@ -166,13 +166,13 @@ def test_from_unknown_model_name_fails_clearly(store: Store, tmp_path: Path) -> 
         build(store, mf, "x")
 
 
-def test_safetensors_folder_is_not_supported_yet(store: Store, tmp_path: Path) -> None:
+def test_safetensors_folder_without_architecture_says_so(store: Store, tmp_path: Path) -> None:
     folder = tmp_path / "hf"
     folder.mkdir()
     (folder / "model.safetensors").write_bytes(b"\x00" * 16)
     (folder / "config.json").write_text("{}")
     mf = write_modelfile(tmp_path, "FROM ./hf\n")
-    with pytest.raises(BuildError, match="not supported yet"):
+    with pytest.raises(BuildError, match=r"Modelfile:1: config\.json: no architectures listed"):
         build(store, mf, "x")
 
 
@@ -318,7 +318,7 @@ def _build_in_subprocess(args: tuple[str, str, str]) -> int:
 
     modelfile, tag, models = args
     env = {**os.environ, "OLLAMA_MODELS": models}
-    cmd = [sys.executable, "-m", "modelkit", "build", "-q", "-f", modelfile, "-t", tag]
+    cmd = [sys.executable, "-m", "modelkit", "build", "--quiet", "-f", modelfile, "-t", tag]
     return subprocess.run(cmd, env=env, capture_output=True, check=False).returncode
 
 

@@ -100,7 +100,7 @@ def test_dry_run_prints_plan_and_writes_nothing(ollama_models: Path, project: Pa
     assert not (ollama_models / "manifests").exists() or not any(
         (ollama_models / "manifests").rglob("*")
     )
-    run("build", "-q", "-f", str(project / "Modelfile"), "-t", "t")
+    run("build", "--quiet", "-f", str(project / "Modelfile"), "-t", "t")
     code, out, _ = run("build", "-f", str(project / "Modelfile"), "-t", "t", "--dry-run")
     assert "(to hash)" not in out and "cached" in out
 
@@ -148,7 +148,7 @@ def test_lint_json_and_exit_codes(tmp_path: Path) -> None:
 def test_prune_and_noprune(
     ollama_models: Path, project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    run("build", "-q", "-f", str(project / "Modelfile"), "-t", "t")
+    run("build", "--quiet", "-f", str(project / "Modelfile"), "-t", "t")
     stray = ollama_models / "blobs" / ("sha256-" + "ab" * 32)
     stray.write_bytes(b"orphan")
     monkeypatch.setenv("OLLAMA_NOPRUNE", "1")

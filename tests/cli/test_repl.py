@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from fixtures.cli import run_cli
+from fixtures.tiny_projector import tiny_image_bytes
+from modelkit.cli import run_cmds
 from modelkit.cli.humanize import go_duration
 from modelkit.cli.repl import LineAssembler, Session, handle_line
-from modelkit.cli.run_cmds import format_stats
+from modelkit.cli.run_cmds import _interactive, format_stats
 
 
 class FakeAPI:
@@ -112,3 +118,141 @@ def test_think_shortcuts() -> None:
     s = Session("m")
     assert handle_line(s, "/think", FakeAPI()).text == "Set 'think' mode." and s.think is True
     assert handle_line(s, "/no_think", FakeAPI()).text == "Set 'nothink' mode." and not s.think
+
+
+class FakeChatAPI(FakeAPI):
+    """FakeAPI that also streams: records each streamed body, answers with one chunk."""
+
+    def __init__(self, capabilities: list[str]) -> None:
+        super().__init__()
+        self.capabilities = capabilities
+        self.streamed: list[tuple[str, dict[str, Any]]] = []
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        answer = super().request(method, path, body)
+        if path == "/api/show":
+            return {**answer, "capabilities": self.capabilities}
+        return answer
+
+    def stream(self, path: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        self.streamed.append((path, body))
+        key = "message" if path == "/api/chat" else "response"
+        part: Any = {"content": "ok"} if key == "message" else "ok"
+        yield {key: part, "done": True}
+
+
+def run_repl(
+    api: FakeChatAPI, session: Session, lines: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Feed ``lines`` to the interactive loop (then end of input)."""
+    feed = iter(lines)
+
+    def fake_input(prompt: str = "") -> str:
+        try:
+            return next(feed)
+        except StopIteration:
+            raise EOFError from None
+
+    monkeypatch.setattr("builtins.input", fake_input)
+    _interactive(api, session, False)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def picture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> bytes:
+    """``./cat.png`` and ``./my pic.png`` in the working directory; their bytes."""
+    data = tiny_image_bytes("PNG")
+    (tmp_path / "cat.png").write_bytes(data)
+    (tmp_path / "my pic.png").write_bytes(data)
+    (tmp_path / "fake.png").write_text("text")
+    monkeypatch.chdir(tmp_path)
+    return data
+
+
+def test_repl_sends_typed_image_paths_as_images(
+    picture: bytes, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api = FakeChatAPI(["completion", "vision"])
+    session = Session("vision", vision=True)
+    run_repl(
+        api,
+        session,
+        [
+            "/set parameter temperature 0",
+            "what is in ./cat.png ?",
+            "/home/nobody/none.png is missing",  # a /path prompt, left as it is
+            '"""compare',
+            "'my pic.png' ./my\\ pic.png",  # no ./ in quotes: only the escaped one is a path
+            'please"""',
+        ],
+        monkeypatch,
+    )
+    chats = [body for path, body in api.streamed if path == "/api/chat"]
+    assert len(chats) == 3
+    first = chats[0]["messages"][-1]
+    assert first == {
+        "role": "user",
+        "content": "what is in  ?",
+        "images": [base64.b64encode(picture).decode()],
+    }
+    assert chats[0]["options"] == {"temperature": 0}
+    assert chats[1]["messages"][-1] == {
+        "role": "user",
+        "content": "/home/nobody/none.png is missing",
+    }
+    third = chats[2]["messages"]
+    assert third[-1]["content"] == "compare\n'my pic.png' \nplease"
+    assert len(third[-1]["images"]) == 1
+    # Images stay in the history, as in Ollama.
+    assert third[0]["images"] == first["images"]
+    err = capsys.readouterr().err
+    assert err.count("Added image 'cat.png'") == 1
+    assert "Added image 'my pic.png'" in err
+
+
+def test_repl_refuses_a_file_that_is_no_image(
+    picture: bytes, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api = FakeChatAPI(["completion", "vision"])
+    session = Session("vision", vision=True)
+    run_repl(api, session, ["look at ./fake.png", "hello"], monkeypatch)
+    chats = [body for path, body in api.streamed if path == "/api/chat"]
+    assert [c["messages"][-1]["content"] for c in chats] == ["hello"]
+    err = capsys.readouterr().err
+    assert 'Couldn\'t process file: "invalid file type: text/plain; charset=utf-8"' in err
+
+
+def test_repl_without_vision_sends_paths_as_text(
+    picture: bytes, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api = FakeChatAPI(["completion"])
+    session = Session("tiny")
+    run_repl(api, session, ["what is in ./cat.png ?", "/tmp/cat.png hi"], monkeypatch)
+    chats = [body for path, body in api.streamed if path == "/api/chat"]
+    assert [c["messages"][-1] for c in chats] == [
+        {"role": "user", "content": "what is in ./cat.png ?"}
+    ]
+    out = capsys.readouterr()
+    assert "Unknown command '/tmp/cat.png'. Type /? for help" in out.out
+    assert "Added image" not in out.err
+
+
+def test_load_switches_vision_from_capabilities() -> None:
+    session = Session("tiny")
+    handle_line(session, "/load vision", FakeChatAPI(["completion", "vision"]))
+    assert session.vision
+    handle_line(session, "/load tiny", FakeChatAPI(["completion"]))
+    assert not session.vision
+
+
+def test_one_shot_prompt_attaches_images(
+    picture: bytes, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api = FakeChatAPI(["completion", "vision"])
+    monkeypatch.setattr(run_cmds, "_client", lambda: api)
+    code, out, err = run_cli("run", "vision", "describe", "./cat.png")
+    assert code == 0, err
+    ((path, body),) = api.streamed
+    assert path == "/api/generate"
+    assert body["prompt"] == "describe"
+    assert body["images"] == [base64.b64encode(picture).decode()]
+    assert "Added image 'cat.png'" in err and out.strip() == "ok"

@@ -22,7 +22,7 @@ def test_render_from_model_includes_system_and_messages(
         f'FROM ./tiny.gguf\nTEMPLATE """{CHATML}"""\nSYSTEM Be brief.\nMESSAGE user a\n'
         "MESSAGE assistant b\n"
     )
-    assert run("build", "-q", "-f", str(tmp_path / "Modelfile"), "-t", "chat")[0] == 0
+    assert run("build", "--quiet", "-f", str(tmp_path / "Modelfile"), "-t", "chat")[0] == 0
     messages = tmp_path / "m.json"
     messages.write_text(json.dumps([{"role": "user", "content": "Hi!"}]))
     code, out, err = run("template", "render", "-m", "chat", "--messages", str(messages))
@@ -43,7 +43,7 @@ def test_render_model_without_template_uses_the_gguf_chat_template(
 ) -> None:
     shutil.copy(tiny_gguf, tmp_path / "tiny.gguf")
     (tmp_path / "Modelfile").write_text("FROM ./tiny.gguf\n")
-    run("build", "-q", "-f", str(tmp_path / "Modelfile"), "-t", "bare")
+    run("build", "--quiet", "-f", str(tmp_path / "Modelfile"), "-t", "bare")
     messages = tmp_path / "m.json"
     messages.write_text(json.dumps([{"role": "user", "content": "Hi!"}]))
     code, out, _ = run("template", "render", "-m", "bare", "--messages", str(messages))

@@ -206,7 +206,7 @@ def tiny_image(
     tag = f"modelkit-e2e-tiny:{uuid.uuid4().hex[:10]}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OLLAMA_", "MODELKIT_"))}
     env["OLLAMA_MODELS"] = str(root / "models")
-    cmd = [sys.executable, "-m", "modelkit", "build", "-q", "-f", str(modelfile), "-t", "tiny"]
+    cmd = [sys.executable, "-m", "modelkit", "build", "--quiet", "-f", str(modelfile), "-t", "tiny"]
     cmd += ["--image", tag, "--runtime", f"docker-daemon:{runtime_image.tag}", "--load-image"]
     started = time.monotonic()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)

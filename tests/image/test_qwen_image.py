@@ -35,7 +35,7 @@ def test_qwen_image_answers_paris(
     made["images"].append(tag)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OLLAMA_", "MODELKIT_"))}
     env["OLLAMA_MODELS"] = str(tmp_path / "store")
-    cmd = [sys.executable, "-m", "modelkit", "build", "-q", "-f", str(tmp_path / "Modelfile")]
+    cmd = [sys.executable, "-m", "modelkit", "build", "--quiet", "-f", str(tmp_path / "Modelfile")]
     cmd += ["-t", "qwen", "--no-check", "--image", tag]
     cmd += ["--runtime", f"docker-daemon:{runtime_image.tag}", "--load-image"]
     started = time.monotonic()

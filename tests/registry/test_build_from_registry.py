@@ -91,12 +91,12 @@ def test_local_base_wins_and_pull_flag_refreshes(
     new = source_store.read_manifest(ModelName.parse(name)).digest
     assert new != old
 
-    result = _build(monkeypatch, empty_store, tmp_path, f"FROM {name}\n", "-q")
+    result = _build(monkeypatch, empty_store, tmp_path, f"FROM {name}\n", "--quiet")
     assert result.exit_code == 0, result.output
     assert empty_store.read_manifest(ModelName.parse(name)).digest == old  # local wins
     assert _layer(empty_store, "mine", MEDIA_TYPE_SYSTEM) == "You are terse."
 
-    result = _build(monkeypatch, empty_store, tmp_path, f"FROM {name}\n", "--pull", "-q")
+    result = _build(monkeypatch, empty_store, tmp_path, f"FROM {name}\n", "--pull", "--quiet")
     assert result.exit_code == 0, result.output
     assert empty_store.read_manifest(ModelName.parse(name)).digest == new
     assert _layer(empty_store, "mine", MEDIA_TYPE_SYSTEM) == "Newer."
@@ -118,7 +118,7 @@ def test_dry_run_says_would_pull_and_writes_nothing(
     assert [p for p in written if "blobs" in p.parts or "manifests" in p.parts] == []
 
     # --dry-run --pull with the base present: no pull either, the plan is printed.
-    assert _build(monkeypatch, empty_store, tmp_path, f"FROM {name}\n", "-q").exit_code == 0
+    assert _build(monkeypatch, empty_store, tmp_path, f"FROM {name}\n", "--quiet").exit_code == 0
     before = empty_store.read_manifest(ModelName.parse(name)).digest
     result = _build(monkeypatch, empty_store, tmp_path, f"FROM {name}\n", "--dry-run", "--pull")
     assert result.exit_code == 0, result.output

@@ -212,7 +212,7 @@ def test_pull_of_unknown_arch_reports_it_and_keeps_the_model(
     modelfile.write_text(f"FROM {name}\n")
     fresh = Store(tmp_path / "fresh-models")
     monkeypatch.setenv("OLLAMA_MODELS", str(fresh.root))
-    result = CliRunner().invoke(cli, ["build", "-q", "-f", str(modelfile), "-t", "mine"])
+    result = CliRunner().invoke(cli, ["build", "--quiet", "-f", str(modelfile), "-t", "mine"])
     assert result.exit_code != 0
     assert 'architecture "notanarch"' in result.output
     assert fresh.read_manifest(ModelName.parse(name)).raw == stored.raw  # kept

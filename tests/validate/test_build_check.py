@@ -116,7 +116,7 @@ def test_template_that_fails_to_render_fails_the_build(
 
 def test_failing_build_keeps_the_previous_tag(project: Path, ollama_models: Path) -> None:
     modelfile = str(project / "Modelfile")
-    assert run("build", "-q", "-f", modelfile, "-t", "tiny:v1")[0] == 0
+    assert run("build", "--quiet", "-f", modelfile, "-t", "tiny:v1")[0] == 0
     before = tagged(ollama_models, "tiny:v1")
     (project / "failing.yaml").write_text(FAILING_SPEC, encoding="utf-8")
     (project / "Modelfile").write_text(

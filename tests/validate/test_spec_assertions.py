@@ -246,7 +246,7 @@ def test_jobs_run_cases_in_parallel_and_keep_order(project: Path) -> None:
 def test_embedding_similarity_and_budgets_over_http(
     project: Path, ollama_models: Path, tmp_path: Path
 ) -> None:
-    assert run("build", "-q", "-f", str(project / "Modelfile"), "-t", "tiny:http")[0] == 0
+    assert run("build", "--quiet", "-f", str(project / "Modelfile"), "-t", "tiny:http")[0] == 0
     spec = project / "http.yaml"
     spec.write_text(
         """\

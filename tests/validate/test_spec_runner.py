@@ -206,7 +206,7 @@ def test_invalid_spec_exits_2(tmp_path: Path) -> None:
 
 
 def test_host_mode_against_a_server(project: Path, ollama_models: Path, tmp_path: Path) -> None:
-    assert run("build", "-f", str(project / "Modelfile"), "-t", "tiny-spec", "-q")[0] == 0
+    assert run("build", "-f", str(project / "Modelfile"), "-t", "tiny-spec", "--quiet")[0] == 0
     spec = project / "remote.yaml"
     spec.write_text(
         PASSING.replace("modelfile: Modelfile", "model: tiny-spec")

@@ -1,4 +1,5 @@
-"""FROM a single local file: a GGUF model (safetensors files get a clear "not supported yet")."""
+"""FROM a single local file: a GGUF model. A lone .safetensors file is refused: converting
+needs its folder (config.json, tokenizer.json), which FROM names instead."""
 
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ class GGUFFileSource:
         path = ref.path.resolve()
         if path.suffix == ".safetensors":
             raise BuildError(
-                f"{ref.raw}: safetensors models are not supported yet; "
-                "convert it to GGUF (llama.cpp's convert_hf_to_gguf.py) and FROM the .gguf"
+                f"{ref.raw}: a single safetensors file cannot be converted; FROM the folder "
+                f"that holds it with its config.json and tokenizer.json ({path.parent})"
             )
         if not is_gguf(path):
             raise BuildError(f"{ref.raw}: supplied file was not in GGUF format")

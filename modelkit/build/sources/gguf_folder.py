@@ -1,4 +1,5 @@
-"""FROM a folder: Ollama's file discovery, restricted to the GGUF files modelkit can build."""
+"""FROM a folder of GGUF files: Ollama's file discovery after its safetensors rules (a folder
+with safetensors weights is claimed first by :mod:`.hf_folder`)."""
 
 from __future__ import annotations
 
@@ -25,11 +26,6 @@ class GGUFFolderSource:
     def resolve(self, ref: FromRef) -> ResolvedBase:
         assert ref.path is not None
         folder = ref.path.resolve()
-        if any(folder.glob("*.safetensors")) or any(folder.glob("*/*.safetensors")):
-            raise BuildError(
-                f"{ref.raw}: safetensors model folders are not supported yet; "
-                "convert the model to GGUF and FROM the .gguf file"
-            )
         if any(folder.glob("pytorch_model*.bin")) or any(folder.glob("consolidated*.pth")):
             raise BuildError(f"{ref.raw}: PyTorch checkpoints are not supported; convert to GGUF")
         candidates = sorted(folder.glob("*.gguf")) or sorted(folder.glob("*.bin"))

@@ -22,6 +22,7 @@ from typing import Any, Final
 from modelkit.errors import InferenceError
 from modelkit.runtime.engine.generation import Generation
 from modelkit.runtime.engine.slots import SlotCache
+from modelkit.runtime.engine.vision import ImagePiece, Vision
 from modelkit.runtime.engine.weights import Weights, internals, llama
 
 __all__ = ["PROMPT_CHUNK", "BatchEntry", "Batcher"]
@@ -61,6 +62,8 @@ class Batcher:
         n_batch: int,
         cache_prompt: bool = True,
     ) -> None:
+        self.vision: Vision | None = None
+        """The model's projector, when it has one (it encodes the prompts' images)."""
         self.after_step: Callable[[], None] | None = None
         """Called after each step's chunks are emitted (the runner sends them in one write)."""
         self.weights = weights
@@ -141,7 +144,7 @@ class Batcher:
             gen.emit(unloaded)
         while self._waiting:
             gen = self._waiting.popleft()
-            gen.sampler.close()
+            gen.close()
             gen.emit(unloaded)
 
     def _ready(self) -> bool:
@@ -149,18 +152,33 @@ class Batcher:
             return True
         if self._holds:
             return False
-        return bool(self._running) or (bool(self._waiting) and self.slots.free > 0)
+        if any(not _waits_for_encoder(g) for g in self._running.values()):
+            return True
+        return bool(self._waiting) and self.slots.free > 0
 
     def _admit(self) -> None:
         """Give waiting requests the free slots (under ``_wake``)."""
         while self._waiting and self.slots.free:
             gen = self._waiting.popleft()
             if gen.cancelled:
-                gen.sampler.close()
+                gen.close()
                 continue
             slot, cached = self.slots.take(gen.prompt)
             gen.admit(slot, cached)
             self._running[slot] = gen
+            self._encode_images(gen)
+
+    def _encode_images(self, gen: Generation) -> None:
+        """Start encoding the images the slot's cache does not hold: the projector works on
+        its own thread while this one decodes the others' steps (and ``gen``'s text)."""
+        for piece in gen.images.pieces:
+            if piece.start >= gen.evaluated and not piece.queued and self.vision is not None:
+                self.vision.encode(piece, self._encoded)
+
+    def _encoded(self, piece: ImagePiece, embeddings: Any, error: Exception | None) -> None:
+        with self._wake:
+            piece.embeddings, piece.error = embeddings, error
+            self._wake.notify()
 
     def _drop_cancelled(self) -> None:
         for gen in [g for g in self._running.values() if g.cancelled]:
@@ -169,25 +187,35 @@ class Batcher:
     def _release(self, gen: Generation, *, keep: bool) -> None:
         del self._running[gen.slot]
         self.slots.give_back(gen.slot, gen.kv_tokens() if keep else [])
-        gen.sampler.close()
+        gen.close()
         with self._wake:
             self._wake.notify()  # a waiting request may take the slot
 
-    def _plan(self) -> tuple[list[BatchEntry], list[tuple[Generation, int]]]:
-        """The next batch, in slot order, and who samples at which of its positions."""
+    def _plan(self) -> tuple[list[BatchEntry], list[tuple[Generation, int]], list[Generation]]:
+        """The next batch, in slot order, who samples at which of its positions, and whose
+        encoded image goes in next (a decode of its own: llama.cpp takes tokens or embeddings
+        in a batch, not both)."""
         generating = sum(1 for g in self._running.values() if not g.prefilling)
         room = self.n_batch - generating
         if generating:
             room = min(room, PROMPT_CHUNK)
         entries: list[BatchEntry] = []
         samples: list[tuple[Generation, int]] = []
+        images: list[Generation] = []
         for slot in sorted(self._running):
             gen = self._running[slot]
             if not gen.prefilling:
                 entries.append(BatchEntry(gen.generated[-1], gen.n_past - 1, slot, True))
                 samples.append((gen, len(entries) - 1))
                 continue
-            take = min(room, len(gen.prompt) - gen.evaluated)
+            piece = gen.image_due
+            if piece is not None:
+                if piece.ready:
+                    images.append(gen)
+                continue
+            following = gen.images.next_after(gen.evaluated)
+            end = following.start if following is not None else len(gen.prompt)
+            take = min(room, end - gen.evaluated)
             if take <= 0:
                 continue
             room -= take
@@ -198,21 +226,36 @@ class Batcher:
                 entries.append(BatchEntry(gen.prompt[i], i, slot, last))
             if not gen.prefilling:
                 samples.append((gen, len(entries) - 1))
-        return entries, samples
+        return entries, samples, images
 
     def step(self) -> None:
         """One decode of every running request, then their samples."""
-        entries, samples = self._plan()
-        if not entries:
-            return
+        entries, samples, images = self._plan()
+        if entries:
+            try:
+                self.decode(entries)
+            except Exception as err:  # the decode failed: every request in the batch did
+                for slot in {e.slot for e in entries}:
+                    self._fail(self._running[slot], err)
+            else:
+                for gen, idx in samples:
+                    self._advance(gen, idx)
+        for gen in images:
+            self._decode_image(gen)
+
+    def _decode_image(self, gen: Generation) -> None:
+        """Put ``gen``'s next image (encoded) into its sequence."""
+        piece = gen.image_due
+        assert piece is not None and self.vision is not None
         try:
-            self.decode(entries)
-        except Exception as err:  # the decode failed: every request in the batch did
-            for slot in {e.slot for e in entries}:
-                self._fail(self._running[slot], err)
+            if piece.error is not None:
+                raise piece.error
+            self.steps += 1
+            self.vision.decode(piece, self.ctx.ctx, gen.evaluated, gen.slot, self.n_batch)
+        except Exception as err:  # that request's image: that request's failure
+            self._fail(gen, err)
             return
-        for gen, idx in samples:
-            self._advance(gen, idx)
+        gen.evaluated += piece.n_pos
 
     def decode(self, entries: list[BatchEntry]) -> None:
         batch = self._batch.batch
@@ -260,3 +303,9 @@ class Batcher:
         dropped = self.slots.shift(gen.slot, in_cache, gen.params.num_keep, self.n_ctx)
         gen.discarded += dropped
         return dropped > 0
+
+
+def _waits_for_encoder(gen: Generation) -> bool:
+    """``gen`` can do nothing until the projector hands back the image it is at."""
+    piece = gen.image_due
+    return piece is not None and piece.queued and not piece.ready

@@ -13,6 +13,7 @@ from typing import Any
 
 from modelkit.runtime.engine.results import Chunk, GenerationStats
 from modelkit.runtime.engine.sampling import Sampler
+from modelkit.runtime.engine.vision import ImagePiece, Images
 from modelkit.runtime.engine.weights import Weights
 from modelkit.runtime.logprobs import Logprob, PendingLogprobs, token_logprobs
 from modelkit.runtime.options import SamplingParams
@@ -43,6 +44,8 @@ class Generation:
     load_duration: int = 0
     truncated: int = 0
     """Prompt tokens dropped to fit the context (told with the first chunk)."""
+    images: Images = field(default_factory=Images)
+    """The prompt's images; their cells in ``prompt`` are pseudo-tokens (see .vision)."""
     # -- progress, kept by the batcher's thread --
     slot: int = -1
     cached: int = 0
@@ -77,6 +80,17 @@ class Generation:
     @property
     def done(self) -> bool:
         return self.done_reason is not None
+
+    @property
+    def image_due(self) -> ImagePiece | None:
+        """The image whose cells come next in the prompt, if one does."""
+        piece = self.images.next_after(self.evaluated)
+        return piece if piece is not None and piece.start == self.evaluated else None
+
+    def close(self) -> None:
+        """Free what the request holds outside Python (its sampler, its image chunks)."""
+        self.sampler.close()
+        self.images.close()
 
     def admit(self, slot: int, cached: int) -> None:
         self.slot, self.cached, self.evaluated = slot, cached, cached
@@ -130,7 +144,9 @@ class Generation:
             eval_duration=max(now - first, 1),
             load_duration=self.load_duration,
             total_duration=now - self.started,
-            context=self.prompt + [t for t in self.generated if not weights.is_eog(t)],
+            # an image's cells are not tokens a client could send back
+            context=[t for t in self.prompt if t >= 0]
+            + [t for t in self.generated if not weights.is_eog(t)],
         )
         last = Chunk(rest, done=True, stats=stats, logprobs=self._pending.release(len(rest)))
         return self._first_told(last)

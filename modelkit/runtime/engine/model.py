@@ -25,6 +25,7 @@ from modelkit.runtime.engine.embeddings import Embedder
 from modelkit.runtime.engine.generation import Emit, Generation, merged
 from modelkit.runtime.engine.results import Chunk, Embeddings
 from modelkit.runtime.engine.sampling import Sampler
+from modelkit.runtime.engine.vision import IMAGE_TAG, ImagePiece, Images, Vision
 from modelkit.runtime.engine.weights import Weights, llama
 from modelkit.runtime.options import (
     LoadParams,
@@ -64,6 +65,7 @@ class LoadedModel:
         model_path: str | Path,
         *,
         adapters: Seq[str | Path] = (),
+        projector: str | Path | None = None,
         load: LoadParams | None = None,
         model_params: dict[str, Any] | None = None,
         cache_prompt: bool = True,
@@ -101,6 +103,18 @@ class LoadedModel:
         except BaseException:
             self.weights.close()
             raise
+        try:
+            self.vision = (
+                Vision(Path(projector), self.weights, n_threads=lp.n_threads)
+                if projector is not None
+                else None
+            )
+        except BaseException:
+            self.batcher.stop()
+            self._ctx.close()
+            self.weights.close()
+            raise
+        self.batcher.vision = self.vision
         self.embedder = Embedder(self.weights, self._embedding_params, self.n_ctx)
         self._grammars: dict[str, GrammarGuard] = {}
         self._grammars_lock = threading.Lock()
@@ -142,6 +156,7 @@ class LoadedModel:
         return cls(
             store.blob_path(view.model.digest),
             adapters=[store.blob_path(a.digest) for a in view.adapters],
+            projector=store.blob_path(view.projectors[0].digest) if view.projectors else None,
             load=load,
             model_params=view.parameters,
             verbose=verbose,
@@ -187,6 +202,8 @@ class LoadedModel:
             return
         self._closed = True
         self.batcher.stop()
+        if self.vision is not None:
+            self.vision.close()
         self.embedder.close()
         with self._grammars_lock:
             for compiled in self._grammars.values():
@@ -245,6 +262,7 @@ class LoadedModel:
         grammar: str | None = None,
         top_logprobs: int | None = None,
         shift: bool = True,
+        images: Seq[str | bytes] = (),
     ) -> Generation:
         """A generation of ``prompt`` (already rendered by a template), checked and ready
         to :meth:`submit`.
@@ -258,19 +276,28 @@ class LoadedModel:
         A prompt longer than the context keeps its first ``num_keep`` and its last tokens
         (``truncate=True``) or is refused. Bad requests raise here (:class:`RequestError`,
         :class:`InferenceError`).
+
+        ``images`` (base64 text or bytes) go where the prompt's ``[img-N]`` tags are; they
+        need a projector.
         """
         started = time.perf_counter_ns()
         self._check_open()
         params = sampling_params(options if options is not None else self.resolve())
-        tokens, dropped = self._fit_prompt(
-            self.tokenize(prompt), params.num_keep, truncate=truncate
-        )
-        # Compile the grammar now so that a bad one fails before anything is queued.
-        guard = self._grammar_guard(grammar) if grammar else None
+        cells, pieces = self._cells(prompt, images)
+        try:
+            # An image cannot be cut in half: a prompt with images fits or is refused.
+            tokens, dropped = self._fit_prompt(
+                cells, params.num_keep, truncate=truncate and not pieces
+            )
+            # Compile the grammar now so that a bad one fails before anything is queued.
+            guard = self._grammar_guard(grammar) if grammar else None
+        except BaseException:
+            Images(pieces).close()
+            raise
         sampler = Sampler(
             params, n_ctx=self.n_ctx, n_vocab=self.n_vocab, guard=guard, top_logprobs=top_logprobs
         )
-        sampler.prime(tokens)
+        sampler.prime([t for t in tokens if t >= 0])  # an image's cells are not tokens
         # Unlimited (any num_predict below 1 but -2, "fill the context") with a context
         # shift would never end on a model that never stops: Ollama's cap of 10 contexts.
         budget = params.num_predict if params.num_predict > 0 else 0
@@ -286,7 +313,20 @@ class LoadedModel:
             started=started,
             load_duration=self.load_duration,
             truncated=dropped,
+            images=Images(pieces),
         )
+
+    def _cells(self, prompt: str, images: Seq[str | bytes]) -> tuple[list[int], list[ImagePiece]]:
+        """The prompt's tokens, or with images its cells and image pieces (see .vision)."""
+        if not images or not IMAGE_TAG.search(prompt):
+            return self.tokenize(prompt), []
+        if self.vision is None:
+            raise RequestError("this model does not support images (it has no vision projector)")
+        cells, pieces = self.vision.tokenize(prompt, images)
+        if cells and cells[-1] < 0:
+            Images(pieces).close()
+            raise RequestError("the prompt must go on after its last image")
+        return cells, pieces
 
     def submit(self, gen: Generation) -> None:
         """Queue ``gen``; it takes a slot as soon as one is free (see :class:`Batcher`)."""
@@ -306,6 +346,7 @@ class LoadedModel:
         grammar: str | None = None,
         top_logprobs: int | None = None,
         shift: bool = True,
+        images: Seq[str | bytes] = (),
     ) -> Generator[Chunk, None, None]:
         """:meth:`prepare` and :meth:`submit` as a generator of chunks: text deltas
         (``stream=True``) or one chunk with all the text, then/with the last chunk (``done``,
@@ -323,6 +364,7 @@ class LoadedModel:
             grammar=grammar,
             top_logprobs=top_logprobs,
             shift=shift,
+            images=images,
         )
         return self._stream(gen, replies, stream=stream)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from modelkit.runtime.engine.weights import llama
 
-__all__ = ["SlotCache", "common_prefix"]
+__all__ = ["SlotCache", "common_prefix", "image_boundary"]
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +23,14 @@ def common_prefix(a: Seq[int], b: Seq[int]) -> int:
         if x != y:
             break
         n += 1
+    return n
+
+
+def image_boundary(cells: Seq[int], n: int) -> int:
+    """``n`` moved back to the start of the image it falls inside, if it does: an image's
+    cells (equal negative pseudo-tokens) go into the KV cache whole or not at all."""
+    while 0 < n < len(cells) and cells[n] < 0 and cells[n - 1] == cells[n]:
+        n -= 1
     return n
 
 
@@ -49,6 +57,7 @@ class SlotCache:
         common = 0
         if self.cache_prompt:
             common = min(common_prefix(self._cached[best], tokens), len(tokens) - 1)
+            common = image_boundary(tokens, common)
         memory = self._ctx.memory
         if not llama().llama_memory_seq_rm(memory, best, common, -1):
             llama().llama_memory_seq_rm(memory, best, -1, -1)

@@ -154,6 +154,8 @@ class Runner:
     def _health(self, msg: dict[str, Any]) -> None:
         batcher = self.model.batcher
         reply = {"pid": os.getpid(), "busy": batcher.busy, "steps": batcher.steps}
+        if self.model.vision is not None:
+            reply["image_encodes"] = self.model.vision.stats.encodes
         self.conn.send({"id": msg["id"], "op": "health", **reply})
 
     def _generate(self, msg: dict[str, Any]) -> None:
@@ -185,6 +187,7 @@ class Runner:
             grammar=msg.get("grammar"),
             top_logprobs=msg.get("top_logprobs"),
             shift=msg.get("shift", True),
+            images=msg.get("images") or (),
         )
         with self.lock:
             self.generations[request_id] = gen
@@ -229,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         model = LoadedModel(
             load["model"],
             adapters=load.get("adapters", ()),
+            projector=load.get("projector"),
             load=params,
             model_params=load.get("params"),
         )

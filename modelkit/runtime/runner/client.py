@@ -13,7 +13,6 @@ import itertools
 import logging
 import os
 import queue
-import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from modelkit.errors import InferenceError, RequestError
+from modelkit.exits import describe_exit
 from modelkit.runtime.engine.results import Chunk, Embeddings
 from modelkit.runtime.options import LoadParams, Options
 from modelkit.runtime.runner.protocol import (
@@ -48,19 +48,6 @@ class RunnerStoppedError(InferenceError):
         self.before_first_token = before_first_token
 
 
-def describe_exit(returncode: int | None) -> str:
-    """``signal 11 (SIGSEGV)``, ``exit status 1``: how a process ended, as people say it."""
-    if returncode is None:
-        return "closed its connection"
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = "unknown"
-        return f"signal {-returncode} ({name})"
-    return f"exit status {returncode}"
-
-
 _DIED = object()  # put on a request's queue when the runner is gone
 
 # Linux sends a child its parent-death signal when the *thread* that forked it ends, not the
@@ -78,6 +65,7 @@ class RunnerProcess:
         load: LoadParams,
         *,
         adapters: Sequence[Path] = (),
+        projector: Path | None = None,
         params: dict[str, Any] | None = None,
         load_timeout: float = 300.0,
         on_exit: Callable[[RunnerProcess], None] | None = None,
@@ -115,6 +103,7 @@ class RunnerProcess:
                     "name": name,
                     "model": str(model_path),
                     "adapters": [str(a) for a in adapters],
+                    "projector": str(projector) if projector is not None else None,
                     "load": asdict(load),
                     "params": params or {},
                 }
@@ -173,10 +162,12 @@ class RunnerProcess:
     # -- the model's calls ---------------------------------------------------------------------
 
     def health(self) -> dict[str, int]:
-        """The runner's pid, how many requests it is running or holding, and its decode
-        steps so far (it answers between steps: a reply means its batcher is alive)."""
+        """The runner's pid, how many requests it is running or holding, its decode steps so
+        far (it answers between steps: a reply means its batcher is alive) and, with a
+        projector, how many images it has encoded."""
         reply = self._call({"op": "health"})
-        return {key: int(reply[key]) for key in ("pid", "busy", "steps")}
+        keys = ("pid", "busy", "steps", "image_encodes")
+        return {key: int(reply[key]) for key in keys if key in reply}
 
     def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
         reply = self._call({"op": "tokenize", "text": text, "add_special": add_special})
@@ -202,6 +193,7 @@ class RunnerProcess:
         grammar: str | None = None,
         top_logprobs: int | None = None,
         shift: bool = True,
+        images: Sequence[str] = (),
     ) -> Generator[Chunk, None, None]:
         """The answer's chunks as the runner sends them; closing the generator early cancels
         the request in the runner (its slot frees at once)."""
@@ -215,6 +207,7 @@ class RunnerProcess:
             "grammar": grammar,
             "top_logprobs": top_logprobs,
             "shift": shift,
+            "images": list(images),
         }
         return self._stream(request_id, replies, msg)
 

@@ -8,15 +8,15 @@ the ``id`` it answers.
 ==================  ===========================================  =============================
 server → runner     fields                                        runner's replies
 ==================  ===========================================  =============================
-``load``            ``name``, ``model``, ``adapters``, ``load``    ``ready`` (``pid``,
-                    (LoadParams), ``params`` (its PARAMETERs)      ``kernels``) or
-                                                                   ``load_error`` (``message``)
+``load``            ``name``, ``model``, ``adapters``,             ``ready`` (``pid``,
+                    ``projector``, ``load`` (LoadParams),          ``kernels``) or
+                    ``params`` (its PARAMETERs)                    ``load_error`` (``message``)
 ``tokenize``        ``id``, ``text``, ``add_special``              ``tokens``
 ``detokenize``      ``id``, ``tokens``                             ``text``
 ``generate``        ``id``, ``prompt``, ``options`` (Options        ``chunk`` … (``text``,
                     fields), ``truncate``, ``grammar``,            ``logprobs``; the first
-                    ``top_logprobs``, ``shift``                    also ``truncated``), then
-                                                                   ``chunk`` with ``done`` and
+                    ``top_logprobs``, ``shift``, ``images``        also ``truncated``), then
+                    (base64, for the prompt's ``[img-N]``)         ``chunk`` with ``done`` and
                                                                    ``stats``; a step's chunks
                                                                    go out in one write
 ``embed``           ``id``, ``inputs``, ``truncate``,              ``embeddings`` (``vectors``,
@@ -24,7 +24,8 @@ server → runner     fields                                        runner's rep
 ``cancel``          ``id`` (of a generate whose client left)       none; the slot frees
 ``health``          ``id``                                         ``health`` (``pid``,
                                                                    ``busy`` requests, decode
-                                                                   ``steps`` so far)
+                                                                   ``steps`` so far;
+                                                                   ``image_encodes``)
 ``shutdown``        –                                              the runner exits 0
 ==================  ===========================================  =============================
 
