@@ -141,38 +141,20 @@ def _int(value: object) -> int | None:
 
 
 def _facts_from_gguf(info: GGUFInfo, where: str) -> dict[str, Any]:
-    def need(suffix: str) -> int:
-        value = _int(info.arch_key(suffix))
-        if value is None or value <= 0:
-            raise DeployError(
-                f"{where}: the GGUF has no {info.architecture}.{suffix}; cannot size the KV cache"
-            )
-        return value
-
-    n_layer = need("block_count")
-    n_embd = need("embedding_length")
-    n_head = need("attention.head_count")
-    raw_kv = info.arch_key("attention.head_count_kv")
-    kv_heads: tuple[int, ...]
-    if isinstance(raw_kv, list):
-        values = [_int(v) for v in raw_kv]
-        if len(values) != n_layer or any(v is None for v in values):
-            raise DeployError(f"{where}: attention.head_count_kv is not one count per layer")
-        kv_heads = tuple(v or 0 for v in values)
-    else:
-        kv = _int(raw_kv)
-        kv_heads = (kv if kv is not None and kv > 0 else n_head,) * n_layer
-    head_dim = n_embd // n_head
-    key_length = _int(info.arch_key("attention.key_length")) or head_dim
-    value_length = _int(info.arch_key("attention.value_length")) or head_dim
+    shape = info.kv_shape()
+    if shape is None:
+        raise DeployError(
+            f"{where}: the GGUF lacks {info.architecture}'s layer, embedding or attention head "
+            "counts (one KV head count per layer); cannot size the KV cache"
+        )
     n_vocab = info.array_lengths.get("tokenizer.ggml.tokens") or _int(info.arch_key("vocab_size"))
     return {
         "architecture": info.architecture,
-        "n_layer": n_layer,
-        "n_head": n_head,
-        "kv_heads": kv_heads,
-        "key_length": key_length,
-        "value_length": value_length,
+        "n_layer": shape.n_layer,
+        "n_head": shape.n_head,
+        "kv_heads": shape.kv_heads,
+        "key_length": shape.key_length,
+        "value_length": shape.value_length,
         "n_vocab": n_vocab or 0,
         "context_length": info.context_length,
     }

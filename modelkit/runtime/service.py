@@ -88,6 +88,11 @@ CRASH_LIMIT = 3
 """Crashes within :data:`CRASH_WINDOW` after which a model is refused instead of restarted."""
 
 
+VISION_MIN_CTX = 2048
+"""The least context a model with a projector gets, as in Ollama: an image takes hundreds of
+positions on a real model."""
+
+
 class _SafeRetry(Exception):
     """The runner died at its first decode: load again with the safe kernels and retry."""
 
@@ -288,6 +293,8 @@ class InferenceService:
         opts = resolve_options(job.view.parameters, job.options, self.settings)
         if not self.settings.max_num_ctx and "num_ctx" in (job.options or {}):
             self._check_kv_memory(job.view, opts)
+        if job.view.projectors and opts.num_ctx < VISION_MIN_CTX:
+            opts = replace(opts, num_ctx=VISION_MIN_CTX)  # the engine still caps it at training
         cap = self.settings.max_num_predict
         if cap and not 0 < opts.num_predict <= cap:  # unlimited (or the model's own, larger)
             opts = replace(opts, num_predict=cap)

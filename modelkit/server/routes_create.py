@@ -2,11 +2,15 @@
 
 Errors found while planning (bad names, files, quantize types) are HTTP errors; the build then
 runs in a worker thread whose statuses (``quantizing F16 model to Q4_K_M`` with bytes done)
-stream as NDJSON, an error there ending the stream with one ``{"error": ...}`` line."""
+stream as NDJSON, an error there ending the stream with one ``{"error": ...}`` line. A create
+from safetensors files plans in the stream too (``converting model`` takes a while)."""
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
+import os
+import shutil
+import tempfile
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -16,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from modelkit.build import BuildCache, BuildPlan, BuildSpec, execute_build, plan_build
 from modelkit.build.quantize import PROGRESS_DIGEST
-from modelkit.build.sources import BaseFile, FromRef, ResolvedBase
+from modelkit.build.sources import BaseFile, FromRef, HFFolderSource, ResolvedBase
 from modelkit.build.spec import LocalFile, LocatedRef
 from modelkit.names import ModelName
 from modelkit.server.body import model_name, read_body
@@ -83,20 +87,17 @@ def _blob_files(store: Store, files: dict[str, str]) -> list[BaseFile]:
     return out
 
 
-def _uploaded_base(store: Store, files: dict[str, str]) -> ResolvedBase:
+def _has_safetensors(files: dict[str, str]) -> bool:
+    return any(key.endswith(".safetensors") for key in files)
+
+
+def _uploaded_base(store: Store, files: dict[str, str], progress: Emit | None) -> ResolvedBase:
     """The base of a create from uploaded blobs. Safetensors (any ``*.safetensors`` key) are
     converted as Ollama does: the blobs are linked by their keys into a temporary folder under
     the store, converted (cached by digest under ``.modelkit/converted/``), the folder dropped."""
     blobs = _blob_files(store, files)
-    if not any(key.endswith(".safetensors") for key in files):
+    if not _has_safetensors(files):
         return ResolvedBase(description="uploaded files", files=blobs)
-    import os
-    import shutil
-    import tempfile
-    from pathlib import Path
-
-    from modelkit.build.sources import HFFolderSource
-
     work = store.root / ".modelkit"
     work.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix="safetensors-", dir=work))
@@ -109,20 +110,20 @@ def _uploaded_base(store: Store, files: dict[str, str]) -> ResolvedBase:
             except OSError:
                 shutil.copyfile(blob.path, target)
         known = {key: normalize_digest(digest) for key, digest in files.items()}
-        base = HFFolderSource(store).resolve_folder(folder, known=known)
+        base = HFFolderSource(store, progress).resolve_folder(folder, known=known)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     base.description = "uploaded safetensors files (converted to F16 GGUF)"
     return base
 
 
-def spec_from_request(body: CreateRequest, store: Store) -> BuildSpec:
+def spec_from_request(body: CreateRequest, store: Store, progress: Emit | None = None) -> BuildSpec:
     if body.from_:
         froms = [LocatedRef(FromRef(body.from_, None))]
         base = None
     elif body.files:
         froms = []
-        base = _uploaded_base(store, body.files)
+        base = _uploaded_base(store, body.files, progress)
     else:
         raise APIError(400, "neither 'from' or 'files' was specified")
     adapters = [LocalFile(f.path, f.key, key=f.key) for f in _blob_files(store, body.adapters)]
@@ -147,14 +148,21 @@ def spec_from_request(body: CreateRequest, store: Store) -> BuildSpec:
     )
 
 
-def _plan(state: ServerState, body: CreateRequest) -> tuple[ModelName, BuildPlan, BuildCache]:
+def _check(body: CreateRequest) -> ModelName:
+    """The request's checks that need no work (Ollama's 400s before anything streams)."""
     name = model_name(body.model, "invalid model name")
     _check_files(body.files, paths=True)
     _check_files(body.draft_files, paths=True)
     _check_files(body.adapters, paths=False)
+    return name
+
+
+def _plan(
+    state: ServerState, body: CreateRequest, progress: Emit | None = None
+) -> tuple[BuildPlan, BuildCache]:
     store = state.store
     cache = BuildCache.for_store(store.root)
-    return name, plan_build(spec_from_request(body, store), store, cache), cache
+    return plan_build(spec_from_request(body, store, progress), store, cache), cache
 
 
 def _build(
@@ -180,5 +188,14 @@ def _build(
 async def create(request: Request) -> Response:
     body = await read_body(request, CreateRequest)
     state: ServerState = request.app.state.modelkit
-    name, plan, cache = await run_in_threadpool(_plan, state, body)
+    name = _check(body)
+    if body.files and not body.from_ and _has_safetensors(body.files):
+        # a conversion takes a while: it runs in the stream, with its progress, as in Ollama
+
+        def convert_and_build(emit: Emit) -> None:
+            plan, cache = _plan(state, body, emit)
+            _build(state, name, plan, cache, emit)
+
+        return await job_response(body.stream, convert_and_build)
+    plan, cache = await run_in_threadpool(_plan, state, body)
     return await job_response(body.stream, lambda emit: _build(state, name, plan, cache, emit))

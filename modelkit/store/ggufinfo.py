@@ -25,6 +25,7 @@ __all__ = [
     "FILE_TYPE_NAMES",
     "GGUFInfo",
     "GGUFValue",
+    "KVShape",
     "TensorInfo",
     "file_type_name",
     "human_parameter_count",
@@ -149,22 +150,49 @@ class GGUFInfo:
         """``metadata["<architecture>.<suffix>"]``, or None."""
         return self.metadata.get(f"{self.architecture}.{suffix}")
 
-    def kv_bytes_per_cell(self, bytes_per_element: int = 2) -> int | None:
-        """The KV cache's bytes for one token of one sequence (f16 K and V by default):
-        the sum over layers of n_head_kv × (key length + value length); None when the header
-        lacks what that needs."""
+    def kv_shape(self) -> KVShape | None:
+        """The shape of the model's KV cache per token (None when the header lacks the
+        layer, embedding or head counts, or gives per-layer KV heads for other layers)."""
         n_layer, n_embd = _as_int(self.block_count), _as_int(self.embedding_length)
         n_head = _as_int(self.arch_key("attention.head_count"))
         if not (n_layer and n_embd and n_head):
             return None
         raw_kv = self.arch_key("attention.head_count_kv")
         if isinstance(raw_kv, list):
-            kv_heads = [_as_int(v) or 0 for v in raw_kv]
+            counts = [_as_int(v) for v in raw_kv]
+            if len(counts) != n_layer or any(c is None for c in counts):
+                return None
+            kv_heads = tuple(c or 0 for c in counts)
         else:
-            kv_heads = [_as_int(raw_kv) or n_head] * n_layer
-        key = _as_int(self.arch_key("attention.key_length")) or n_embd // n_head
-        value = _as_int(self.arch_key("attention.value_length")) or n_embd // n_head
-        return sum(kv_heads) * (key + value) * bytes_per_element
+            kv_heads = (_as_int(raw_kv) or n_head,) * n_layer
+        return KVShape(
+            n_layer=n_layer,
+            n_head=n_head,
+            kv_heads=kv_heads,
+            key_length=_as_int(self.arch_key("attention.key_length")) or n_embd // n_head,
+            value_length=_as_int(self.arch_key("attention.value_length")) or n_embd // n_head,
+        )
+
+    def kv_bytes_per_cell(self, bytes_per_element: int = 2) -> int | None:
+        """The KV cache's bytes for one token of one sequence (f16 K and V by default)."""
+        shape = self.kv_shape()
+        return shape.bytes_per_cell(bytes_per_element) if shape is not None else None
+
+
+@dataclass(frozen=True)
+class KVShape:
+    """What one token of one sequence takes in the KV cache, layer by layer."""
+
+    n_layer: int
+    n_head: int
+    kv_heads: tuple[int, ...]
+    """KV heads of each layer (0 for a layer without attention)."""
+    key_length: int
+    value_length: int
+
+    def bytes_per_cell(self, bytes_per_element: int = 2) -> int:
+        """The sum over layers of n_head_kv × (key length + value length) elements."""
+        return sum(self.kv_heads) * (self.key_length + self.value_length) * bytes_per_element
 
 
 # -- header parsing -------------------------------------------------------------------------

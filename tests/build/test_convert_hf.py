@@ -608,6 +608,23 @@ def test_api_create_converts_uploaded_safetensors(store: Store, tmp_path: Path) 
     ] == []
     reply = client.post("/api/create", json={"model": "fromst2", "files": files, "stream": False})
     assert reply.status_code == 200 and before + 1 == convert_writer.CONVERSIONS
+    # streamed, a conversion shows its progress before the layers, as Ollama's does
+    config = json.loads((folder / "config.json").read_bytes())
+    changed = json.dumps({**config, "rms_norm_eps": 1e-5}).encode()
+    digest = "sha256:" + hashlib.sha256(changed).hexdigest()
+    assert client.post(f"/api/blobs/{digest}", content=changed).status_code == 201
+    reply = client.post(
+        "/api/create", json={"model": "fromst3", "files": {**files, "config.json": digest}}
+    )
+    lines = [json.loads(line) for line in reply.text.splitlines()]
+    statuses = [line["status"] for line in lines]
+    assert "converting model" in statuses and statuses[-1] == "success"
+    converting = [line for line in lines if line["status"] == "converting model"]
+    assert converting[-1]["completed"] == converting[-1]["total"] > 0
+    assert before + 2 == convert_writer.CONVERSIONS
+    bad = {**files, "config.json": files["tokenizer.json"]}  # not a config: fails converting
+    lines = client.post("/api/create", json={"model": "fromst4", "files": bad}).text.splitlines()
+    assert "error" in json.loads(lines[-1])
 
 
 def test_store_folder_is_left_clean(llama_dir: Path, store: Store) -> None:

@@ -16,6 +16,7 @@ import pytest
 from fixtures.tiny_projector import tiny_image_bytes
 from modelkit.errors import InferenceError, RequestError
 from modelkit.runtime.engine import Chunk, LoadedModel
+from modelkit.runtime.engine import vision as vision_module
 from modelkit.runtime.engine.slots import image_boundary
 from modelkit.runtime.engine.vision import Vision, image_cell
 from modelkit.runtime.engine.weights import llama
@@ -78,7 +79,17 @@ def test_an_image_fills_its_positions_in_the_kv_cache(model: LoadedModel) -> Non
     assert all(t >= 0 for t in stats.context)  # no image pseudo-token goes back to a client
 
 
-def test_the_same_image_again_is_not_encoded_again(model: LoadedModel) -> None:
+def test_the_same_image_again_is_not_encoded_again(
+    model: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decodes: list[int] = []
+    decode = vision_module.decode_image
+
+    def counted(data: bytes, index: int) -> Any:
+        decodes.append(index)
+        return decode(data, index)
+
+    monkeypatch.setattr(vision_module, "decode_image", counted)
     image = tiny_image_bytes(seed=2)
     first = run(model, PROMPT, [image])[-1].stats
     again = run(model, PROMPT, [image])[-1].stats
@@ -89,6 +100,7 @@ def test_the_same_image_again_is_not_encoded_again(model: LoadedModel) -> None:
     other_text = "<|im_start|>system\nbe brief<|im_end|>\n" + PROMPT
     run(model, other_text, [image])
     assert vision(model).stats.encodes == 1 and vision(model).stats.reused >= 1
+    assert len(decodes) == 1  # its pixels were kept too
     run(model, PROMPT, [tiny_image_bytes(seed=3)])
     assert vision(model).stats.encodes == 2  # a different image is encoded
 

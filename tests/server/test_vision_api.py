@@ -176,3 +176,13 @@ def test_modelkit_test_cases_carry_their_images(
     code, out, err = run_cli("test", str(spec))
     assert code == 0, out + err
     assert "PASS" in out and "look" in out
+
+
+def test_a_vision_model_gets_at_least_2048_positions(server: RunningServer) -> None:
+    c = ollama.Client(host=server.url, timeout=60)
+    c.generate(model="seer", prompt="hi", options=OPTIONS)  # PARAMETER num_ctx 256
+    c.generate(model="blind", prompt="hi", options=OPTIONS)
+    contexts = {
+        m["name"]: m["context_length"] for m in httpx.get(server.url + "/api/ps").json()["models"]
+    }
+    assert contexts == {"seer:latest": 2048, "blind:latest": 256}  # as Ollama clamps it

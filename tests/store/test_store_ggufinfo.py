@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import struct
 from pathlib import Path
+from typing import Any
 
 import gguf
 import pytest
@@ -12,6 +14,7 @@ from storetest_helpers import minimal_gguf_bytes, write_tiny_gguf
 
 from modelkit.errors import StoreError
 from modelkit.store import (
+    GGUFInfo,
     GoFloat32,
     ModelConfig,
     file_type_name,
@@ -234,3 +237,21 @@ def test_big_endian_and_v1_headers(tmp_path: Path) -> None:
     p1.write_bytes(v1)
     info1 = read_gguf_info(p1)
     assert info1.version == 1 and info1.architecture == "test"
+
+
+def test_kv_shape_from_the_header(tiny_gguf_factory: Any) -> None:
+    info = read_gguf_info(tiny_gguf_factory())  # the suite's tiny llama, not this folder's
+    shape = info.kv_shape()
+    assert shape is not None  # 2 layers, 4 heads of 16, 2 KV heads
+    assert (shape.n_layer, shape.n_head, shape.kv_heads) == (2, 4, (2, 2))
+    assert (shape.key_length, shape.value_length) == (16, 16)
+    assert info.kv_bytes_per_cell() == shape.bytes_per_cell(2) == (2 + 2) * 32 * 2
+
+    def with_kv_heads(value: object) -> GGUFInfo:
+        key = "llama.attention.head_count_kv"
+        return dataclasses.replace(info, metadata={**info.metadata, key: value})
+
+    layered = with_kv_heads([1, 0]).kv_shape()
+    assert layered is not None and layered.kv_heads == (1, 0)
+    assert with_kv_heads([1, 1, 1]).kv_shape() is None  # three counts for two layers
+    assert dataclasses.replace(info, metadata={}).kv_shape() is None

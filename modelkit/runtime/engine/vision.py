@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import ctypes
+import hashlib
 import importlib
 import logging
 import queue
@@ -26,7 +27,7 @@ from typing import Any, Final
 
 from modelkit.errors import InferenceError, RequestError
 from modelkit.runtime.engine.weights import Weights, llama
-from modelkit.runtime.images import DecodedImage, decode_image
+from modelkit.runtime.images import DecodedImage, decode_image, image_bytes
 
 __all__ = ["IMAGE_TAG", "ImagePiece", "Vision", "image_cell"]
 
@@ -40,6 +41,10 @@ MARKER: Final = "<__modelkit_media_5f1d__>"
 
 EMBEDDINGS_KEPT: Final = 16
 """Encoded images kept by digest (the least recently used dropped first)."""
+
+PIXELS_KEPT: Final = 64 << 20
+"""Bytes of decoded pixels kept by digest: the next turn about a picture does not decode its
+file again (on a small model that costs more than the rest of the turn)."""
 
 _logs_routed = False
 
@@ -144,6 +149,7 @@ class Vision:
         self.stats = VisionStats()
         self._lock = threading.Lock()  # the mtmd context is used by one thread at a time
         self._kept: collections.OrderedDict[str, Any] = collections.OrderedDict()
+        self._pixels: collections.OrderedDict[str, DecodedImage] = collections.OrderedDict()
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._work, name="modelkit-vision", daemon=True)
         self._thread.start()
@@ -168,7 +174,7 @@ class Vision:
             if n >= len(images):
                 raise RequestError(f"invalid image index: {n} (the request has {len(images)})")
         text = IMAGE_TAG.sub(lambda _: MARKER, prompt)
-        decoded = {n: decode_image(images[n], n) for n in set(order)}
+        decoded = {n: self._decoded(images[n], n) for n in set(order)}
         lib = mtmd()
         bitmaps: list[Any] = []
         chunks = lib.mtmd_input_chunks_init()
@@ -187,6 +193,22 @@ class Vision:
             lib.mtmd_input_chunks_free(chunks)
             for bitmap in bitmaps:
                 lib.mtmd_bitmap_free(bitmap)
+
+    def _decoded(self, image: str | bytes, index: int) -> DecodedImage:
+        """The image's pixels, from those kept when its file was decoded lately."""
+        data = image_bytes(image, index)
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        with self._lock:
+            kept = self._pixels.get(digest)
+            if kept is not None:
+                self._pixels.move_to_end(digest)
+                return kept
+        decoded = decode_image(data, index)
+        with self._lock:
+            self._pixels[digest] = decoded
+            while sum(len(p.rgb) for p in self._pixels.values()) > PIXELS_KEPT:
+                self._pixels.popitem(last=False)
+        return decoded
 
     def _bitmap(self, lib: Any, image: DecodedImage) -> Any:
         pixels = (ctypes.c_uint8 * len(image.rgb)).from_buffer_copy(image.rgb)
