@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,47 @@ def test_other_requests_step_on_while_an_image_encodes(
         last = image_items.get(timeout=60)
         assert not isinstance(last, BaseException), last
     assert last.stats is not None and last.stats.eval_count == 6
+
+
+def test_decodes_leave_the_projector_its_threads(
+    tiny_gguf: Path, tiny_projector_gguf: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    released = threading.Event()
+    encode = Vision._encode
+
+    def slow_encode(self: Vision, piece: Any) -> Any:
+        assert released.wait(60)
+        return encode(self, piece)
+
+    monkeypatch.setattr(Vision, "_encode", slow_encode)
+    load = load_params(resolve_options(None, {**REQUEST, "num_thread": 2}))
+    load = dataclasses.replace(load, n_seq_max=2)
+    with LoadedModel(tiny_gguf, projector=tiny_projector_gguf, load=load) as m:
+        assert vision(m).n_threads == 1  # half of them
+        used: list[int] = []
+        share = m.batcher._share_threads
+
+        def spy() -> None:
+            share()
+            used.append(m.batcher._threads_set)
+
+        monkeypatch.setattr(m.batcher, "_share_threads", spy)
+        items: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        m.submit(m.prepare(PROMPT, opts(m), items.put, images=[tiny_image_bytes()]))
+        try:
+            deadline = time.monotonic() + 30
+            while not vision(m).encoding and time.monotonic() < deadline:
+                time.sleep(0.001)
+            used.clear()
+            list(m.generate("hello", opts(m)))  # while the image encodes: one thread left
+            assert used and set(used) == {1}
+        finally:
+            released.set()
+        while not getattr(items.get(timeout=60), "done", True):
+            pass
+        used.clear()
+        list(m.generate("hello again", opts(m)))
+        assert set(used) == {2}  # all of them once it is done
 
 
 def test_bad_images_and_prompts_fail_as_requests(model: LoadedModel) -> None:

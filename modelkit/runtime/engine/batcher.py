@@ -60,6 +60,7 @@ class Batcher:
         n_slots: int,
         n_ctx: int,
         n_batch: int,
+        n_threads: int = 1,
         cache_prompt: bool = True,
     ) -> None:
         self.vision: Vision | None = None
@@ -70,6 +71,8 @@ class Batcher:
         self.ctx = ctx
         self.n_ctx = n_ctx
         self.n_batch = n_batch
+        self.n_threads = n_threads
+        self._threads_set = n_threads
         self.slots = SlotCache(ctx, n_slots, cache_prompt=cache_prompt)
         self._batch: Any = internals().LlamaBatch(n_tokens=n_batch, embd=0, n_seq_max=1)
         self._waiting: collections.deque[Generation] = collections.deque()
@@ -251,13 +254,26 @@ class Batcher:
             if piece.error is not None:
                 raise piece.error
             self.steps += 1
+            self._share_threads()
             self.vision.decode(piece, self.ctx.ctx, gen.evaluated, gen.slot, self.n_batch)
         except Exception as err:  # that request's image: that request's failure
             self._fail(gen, err)
             return
         gen.evaluated += piece.n_pos
 
+    def _share_threads(self) -> None:
+        """Decode with the threads the projector leaves while it encodes an image, and with
+        all of them otherwise: never more threads than the CPU was given."""
+        vision = self.vision
+        threads = self.n_threads
+        if vision is not None and vision.encoding:
+            threads = max(1, threads - vision.n_threads)
+        if threads != self._threads_set:
+            llama().llama_set_n_threads(self.ctx.ctx, threads, threads)
+            self._threads_set = threads
+
     def decode(self, entries: list[BatchEntry]) -> None:
+        self._share_threads()
         batch = self._batch.batch
         batch.n_tokens = len(entries)
         for i, e in enumerate(entries):

@@ -98,6 +98,7 @@ class LoadedModel:
                 n_slots=self.n_seq_max,
                 n_ctx=self.n_ctx,
                 n_batch=self.n_batch,
+                n_threads=lp.n_threads,
                 cache_prompt=cache_prompt,
             )
         except BaseException:

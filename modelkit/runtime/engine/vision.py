@@ -131,7 +131,10 @@ class Vision:
         params = lib.mtmd_context_params_default()
         params.use_gpu = False
         params.print_timings = False
-        params.n_threads = n_threads
+        # The projector encodes beside the batcher's decodes; the two share the CPU threads
+        # (ggml's barriers stall for a scheduler slice per operation when oversubscribed).
+        self.n_threads = max(1, n_threads // 2)
+        params.n_threads = self.n_threads
         params.warmup = False
         self._marker = MARKER.encode()
         params.media_marker = self._marker
@@ -147,6 +150,8 @@ class Vision:
         self.path = path
         self.n_embd = weights.n_embd
         self.stats = VisionStats()
+        self.encoding = False
+        """An image is being encoded now (the batcher decodes with fewer threads meanwhile)."""
         self._lock = threading.Lock()  # the mtmd context is used by one thread at a time
         self._kept: collections.OrderedDict[str, Any] = collections.OrderedDict()
         self._pixels: collections.OrderedDict[str, DecodedImage] = collections.OrderedDict()
@@ -268,10 +273,13 @@ class Vision:
 
     def _work(self) -> None:
         while (job := self._jobs.get()) is not None:
+            self.encoding = True
             try:
                 embeddings, error = self._encode(job.piece), None
             except Exception as err:  # that image's request fails, not the projector
                 embeddings, error = None, err
+            finally:
+                self.encoding = False
             try:
                 job.done(job.piece, embeddings, error)
             except Exception:
