@@ -20,12 +20,12 @@ from modelkit.exits import describe_exit
 from modelkit.store import (
     MEDIA_TYPE_MODEL,
     BlobRef,
-    BlobStore,
     GGUFInfo,
     Store,
     create_locked_temp,
     file_type_name,
     read_gguf_info,
+    remove_stale_temps,
 )
 
 # (label, bytes done, bytes total); total 0 is a plain status line. Same as execute's.
@@ -225,7 +225,7 @@ def _quantize_into_store(
         report(step.status, min(total - 1, size * total // step.estimate), total)
 
     work = store.root / ".modelkit" / "quantize"
-    _remove_stale(work)
+    remove_stale_temps(work)  # left by a killed build
     fd, tmp = create_locked_temp(work, label="quantize-")
     try:
         stamp = FileStamp.of(step.source_path)
@@ -241,12 +241,6 @@ def _quantize_into_store(
     finally:
         os.close(fd)
         tmp.unlink(missing_ok=True)
-
-
-def _remove_stale(work: Path) -> None:
-    """Temp files a killed build left behind (their writer no longer holds the lock)."""
-    for path in BlobStore(work).stale_temp_files():
-        path.unlink(missing_ok=True)
 
 
 def verify(path: Path, step: QuantizeStep) -> GGUFInfo:

@@ -18,6 +18,7 @@ from modelkit.store.blobs import (
     BlobStore,
     ProgressCallback,
     create_locked_temp,
+    remove_stale_temps,
 )
 from modelkit.store.config import ModelConfig
 from modelkit.store.digest import (
@@ -110,6 +111,7 @@ __all__ = [
     "manifest_digest",
     "normalize_digest",
     "read_gguf_info",
+    "remove_stale_temps",
     "sha256_digest",
     "sha256_hex",
     "view_model",

@@ -95,6 +95,22 @@ def create_locked_temp(directory: Path, *, label: str = "") -> tuple[int, Path]:
         return fd, path
 
 
+def remove_stale_temps(directory: Path) -> int:
+    """Delete the temp files (:func:`create_locked_temp`) in ``directory`` that a killed
+    writer left: no live process holds their lock. Returns how many went."""
+    removed = 0
+    now = time.time()
+    for path in directory.glob(TEMP_PREFIX + "*"):
+        try:
+            young = now - path.stat().st_mtime < 5.0  # created but perhaps not yet locked
+        except FileNotFoundError:
+            continue
+        if not young and not temp_file_in_use(path):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 def temp_file_in_use(path: Path) -> bool:
     """True when a live process holds the ``flock`` of a temp file (or it vanished)."""
     try:

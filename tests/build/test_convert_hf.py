@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,14 @@ from modelkit.build.sources import FromRef, HFFolderSource
 from modelkit.errors import BuildError
 from modelkit.modelfile import parse_file
 from modelkit.names import ModelName
-from modelkit.store import MEDIA_TYPE_MODEL, Store, read_gguf_info, view_model
+from modelkit.store import (
+    MEDIA_TYPE_MODEL,
+    TEMP_PREFIX,
+    Store,
+    create_locked_temp,
+    read_gguf_info,
+    view_model,
+)
 
 TEXTS = [
     "Hello world!",
@@ -631,3 +639,20 @@ def test_store_folder_is_left_clean(llama_dir: Path, store: Store) -> None:
     convert_cached(select_files(llama_dir), store)
     leftovers = [p for p in converted_dir(store.root).iterdir() if p.name.startswith(".")]
     assert leftovers == [] and not any(store.root.glob("blobs/*"))
+
+
+def test_a_killed_conversion_leaves_nothing_for_long(llama_dir: Path, store: Store) -> None:
+    folder = converted_dir(store.root)
+    folder.mkdir(parents=True, exist_ok=True)
+    stale = folder / f"{TEMP_PREFIX}999-convert-dead"  # its writer is gone: no lock
+    stale.write_bytes(b"half a GGUF")
+    os.utime(stale, (1, 1))
+    fd, live = create_locked_temp(folder, label="convert-")  # a conversion under way
+    os.utime(live, (1, 1))
+    try:
+        convert_cached(select_files(llama_dir), store)
+        assert not stale.exists() and live.exists()
+    finally:
+        os.close(fd)
+        live.unlink()
+    assert [p for p in folder.iterdir() if p.name.startswith(".")] == []

@@ -4,7 +4,6 @@ tensors streamed one at a time into a temporary file that is fsynced and renamed
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from modelkit.build.convert.hf_config import HFConfig, load_config
 from modelkit.build.convert.tensors import TensorRef, index_tensors, read
 from modelkit.build.convert.tokenizer import Vocab, load_vocab
 from modelkit.errors import BuildError
+from modelkit.store import create_locked_temp, remove_stale_temps
 
 # (bytes of safetensors read, bytes in all) while converting.
 ConvertProgress = Callable[[int, int], None]
@@ -160,10 +160,10 @@ def convert(selection: Selection, out: Path, progress: ConvertProgress | None = 
         nbytes = int(np.prod(tensor.shape)) * np.dtype(tensor.dtype).itemsize
         writer.add_tensor_info(tensor.name, tensor.shape, np.dtype(tensor.dtype), nbytes)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial")
-    os.close(fd)  # the writer opens it again by name
-    tmp = Path(name)
+    remove_stale_temps(out.parent)  # left by a conversion that was killed
+    # Locked while this process lives (the writer opens it again by name): a later
+    # conversion can tell it from one a killed build left.
+    fd, tmp = create_locked_temp(out.parent, label="convert-")
     total = sum(t.source.nbytes for t in tensors if t.source is not None)
     done = 0
     try:
@@ -184,5 +184,7 @@ def convert(selection: Selection, out: Path, progress: ConvertProgress | None = 
         writer.close()
         tmp.unlink(missing_ok=True)
         raise
+    finally:
+        os.close(fd)
     CONVERSIONS += 1
     return out
