@@ -39,6 +39,21 @@ def model(tiny_gguf: Path, tiny_projector_gguf: Path) -> Iterator[LoadedModel]:
         yield m
 
 
+@pytest.fixture
+def released(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
+    """Every image encode waits until this event is set (set at the end in any case)."""
+    event = threading.Event()
+    encode = Vision._encode
+
+    def held_encode(self: Vision, piece: Any) -> Any:
+        assert event.wait(60)
+        return encode(self, piece)
+
+    monkeypatch.setattr(Vision, "_encode", held_encode)
+    yield event
+    event.set()
+
+
 def opts(model: LoadedModel, **extra: Any) -> Any:
     return model.resolve({**REQUEST, "num_predict": 6, "temperature": 0, **extra})
 
@@ -107,16 +122,8 @@ def test_the_same_image_again_is_not_encoded_again(
 
 
 def test_other_requests_step_on_while_an_image_encodes(
-    model: LoadedModel, monkeypatch: pytest.MonkeyPatch
+    model: LoadedModel, released: threading.Event
 ) -> None:
-    released = threading.Event()
-    encode = Vision._encode
-
-    def slow_encode(self: Vision, piece: Any) -> Any:
-        assert released.wait(60)
-        return encode(self, piece)
-
-    monkeypatch.setattr(Vision, "_encode", slow_encode)
     image_items: queue.SimpleQueue[Any] = queue.SimpleQueue()
     with_image = model.prepare(PROMPT, opts(model), image_items.put, images=[tiny_image_bytes()])
     model.submit(with_image)
@@ -132,16 +139,11 @@ def test_other_requests_step_on_while_an_image_encodes(
 
 
 def test_decodes_leave_the_projector_its_threads(
-    tiny_gguf: Path, tiny_projector_gguf: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_gguf: Path,
+    tiny_projector_gguf: Path,
+    released: threading.Event,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    released = threading.Event()
-    encode = Vision._encode
-
-    def slow_encode(self: Vision, piece: Any) -> Any:
-        assert released.wait(60)
-        return encode(self, piece)
-
-    monkeypatch.setattr(Vision, "_encode", slow_encode)
     load = load_params(resolve_options(None, {**REQUEST, "num_thread": 2}))
     load = dataclasses.replace(load, n_seq_max=2)
     with LoadedModel(tiny_gguf, projector=tiny_projector_gguf, load=load) as m:
