@@ -32,11 +32,7 @@ from typing import Any
 from modelkit.errors import DeployError, ModelNameError
 from modelkit.names import ModelName
 from modelkit.store import (
-    MEDIA_TYPE_ADAPTER,
-    MEDIA_TYPE_DRAFT,
-    MEDIA_TYPE_MODEL,
-    MEDIA_TYPE_PROJECTOR,
-    MEDIA_TYPE_TENSOR,
+    WEIGHT_MEDIA_TYPES,
     GGUFInfo,
     Store,
     read_gguf_info,
@@ -68,14 +64,6 @@ KV_BYTES_PER_ELEMENT = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
 """Bytes per K or V element for each ``OLLAMA_KV_CACHE_TYPE`` (quantized: blocks of 32)."""
 LOAD_BYTES_PER_SECOND = 20 * MIB
 STARTUP_BASE_SECONDS = 60
-
-_WEIGHT_TYPES = (
-    MEDIA_TYPE_MODEL,
-    MEDIA_TYPE_PROJECTOR,
-    MEDIA_TYPE_ADAPTER,
-    MEDIA_TYPE_DRAFT,
-    MEDIA_TYPE_TENSOR,
-)
 
 
 @dataclass(frozen=True)
@@ -180,7 +168,7 @@ def model_facts(store: Store, name: str) -> ModelFacts:
     where = view.name.display
     info = read_gguf_info(store.blob_path(view.model.digest))
     manifest = view.stored.manifest
-    weights = sum(d.size for d in manifest.layers if d.media_type in _WEIGHT_TYPES)
+    weights = sum(d.size for d in manifest.layers if d.media_type in WEIGHT_MEDIA_TYPES)
     return ModelFacts(
         name=view.name.display,
         digest=f"sha256:{view.stored.digest}",

@@ -17,30 +17,15 @@ from modelkit.errors import ImageError
 from modelkit.image.layers import LayerFile, LayerSpec
 from modelkit.names import ModelName
 from modelkit.store import (
-    MEDIA_TYPE_ADAPTER,
-    MEDIA_TYPE_DRAFT,
-    MEDIA_TYPE_MODEL,
-    MEDIA_TYPE_PROJECTOR,
-    MEDIA_TYPE_TENSOR,
+    WEIGHT_MEDIA_TYPES,
     ModelView,
     Store,
     blob_filename,
 )
 
-__all__ = ["DEFAULT_MODELS_PATH", "WEIGHT_MEDIA_TYPES", "ModelLayers", "model_layer_specs"]
+__all__ = ["DEFAULT_MODELS_PATH", "ModelLayers", "model_layer_specs"]
 
 DEFAULT_MODELS_PATH = "/models"
-
-WEIGHT_MEDIA_TYPES = frozenset(
-    {
-        MEDIA_TYPE_MODEL,
-        MEDIA_TYPE_PROJECTOR,
-        MEDIA_TYPE_ADAPTER,
-        MEDIA_TYPE_DRAFT,
-        MEDIA_TYPE_TENSOR,
-    }
-)
-"""Layers that are big and change rarely: they go in the weights layer."""
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ __all__ = [
     "MEDIA_TYPE_SYSTEM",
     "MEDIA_TYPE_TEMPLATE",
     "MEDIA_TYPE_TENSOR",
+    "WEIGHT_MEDIA_TYPES",
     "Descriptor",
     "Manifest",
     "manifest_digest",
@@ -73,6 +74,18 @@ ALL_LAYER_MEDIA_TYPES = frozenset(
     }
 )
 """Layer media types Ollama knows; readers must ignore any others."""
+
+WEIGHT_MEDIA_TYPES = frozenset(
+    {
+        MEDIA_TYPE_MODEL,
+        MEDIA_TYPE_PROJECTOR,
+        MEDIA_TYPE_ADAPTER,
+        MEDIA_TYPE_DRAFT,
+        MEDIA_TYPE_TENSOR,
+    }
+)
+"""Layers of weights (big, and changing rarely): what a server loads and an image keeps in a
+layer of its own."""
 
 
 def manifest_digest(raw: bytes) -> str:
