@@ -8,9 +8,7 @@ line, so only the log tells). ``python benchmarks/fuzz.py`` runs 200 an operatio
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -19,22 +17,14 @@ from typing import Any
 import httpx
 import pytest
 
+from fixtures.scripts import load_script
 from fixtures.server import RunningServer, running_server
 from modelkit.server.openapi import BODIES
 from modelkit.store import Store
 
-FUZZ = Path(__file__).resolve().parents[2] / "benchmarks" / "fuzz.py"
-
 
 def load_fuzz() -> ModuleType:
-    if "modelkit_fuzz" in sys.modules:
-        return sys.modules["modelkit_fuzz"]
-    spec = importlib.util.spec_from_file_location("modelkit_fuzz", FUZZ)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/fuzz.py", "modelkit_fuzz")
 
 
 @pytest.fixture

@@ -5,27 +5,14 @@ runner's open files and threads do not grow (``python benchmarks/soak.py`` runs 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from fixtures.scripts import load_script
 from fixtures.server import RunningServer, running_server
 from modelkit.store import Store
-
-SOAK = Path(__file__).resolve().parents[2] / "benchmarks" / "soak.py"
-
-
-def load_soak() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("modelkit_soak", SOAK)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture
@@ -36,7 +23,7 @@ def busy_server(tiny_store: Store, tmp_path: Path) -> Iterator[RunningServer]:
 
 
 def test_thirty_seconds_of_mixed_clients(busy_server: RunningServer) -> None:
-    soak = load_soak()
+    soak = load_script("benchmarks/soak.py", "modelkit_soak")
     report = soak.soak(busy_server.url, busy_server.process.pid, "tiny", 16, 30.0)
     print(report.table())
     assert report.unexpected == {}, report.table()
