@@ -11,12 +11,16 @@ import base64
 import binascii
 import hashlib
 import io
+import re
 import warnings
 from dataclasses import dataclass
 
 from modelkit.errors import RequestError
 
-__all__ = ["FORMATS", "DecodedImage", "check_image", "decode_image", "image_bytes"]
+__all__ = ["FORMATS", "IMAGE_TAG", "DecodedImage", "check_image", "decode_image", "image_bytes"]
+
+IMAGE_TAG = re.compile(r"\[img-(\d+)\]")
+"""Where image N of a request goes in its rendered prompt (Ollama's tag)."""
 
 FORMATS = ("JPEG", "PNG", "WEBP")
 """The image formats accepted, as Pillow names them (Ollama takes these three)."""

@@ -4,12 +4,12 @@ TEMPLATE, a Jinja2 TEMPLATE, or the GGUF's own chat template), the effective mes
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from modelkit.errors import InferenceError, TemplateError
+from modelkit.runtime.images import IMAGE_TAG
 from modelkit.runtime.parsing import thinking_tags, tool_call_tag
 from modelkit.store import ModelView, Store, read_gguf_info
 from modelkit.template import (
@@ -171,4 +171,4 @@ def tag_images(messages: Messages) -> tuple[Messages, list[Any]]:
 
 def image_count(prompt: str) -> int:
     """How many ``[img-N]`` tags a rendered prompt holds."""
-    return len(re.findall(r"\[img-\d+\]", prompt))
+    return len(IMAGE_TAG.findall(prompt))

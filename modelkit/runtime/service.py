@@ -346,7 +346,11 @@ class InferenceService:
             self._gguf[digest] = info
         return info
 
-    def _check_images(self, images: list[Any]) -> None:
+    def _check_images(self, view: ModelView, images: list[Any]) -> None:
+        """A request's images: within this server's limits, for a model with a projector,
+        and each one decoding (JPEG, PNG or WebP), all before any model loads."""
+        if not images:
+            return
         limits = self.settings
         if len(images) > limits.max_images:
             raise RequestError(
@@ -360,10 +364,8 @@ class InferenceService:
                     f"an image of {size} bytes is over this server's limit of "
                     f"{limits.max_image_bytes} (MODELKIT_MAX_IMAGE_BYTES)"
                 )
-
-    @staticmethod
-    def _decode_check(images: list[Any]) -> None:
-        """Each image decodes (JPEG, PNG or WebP): a bad one is refused before any load."""
+        if not view.projectors:
+            raise RequestError(f"{view.name} does not support images (it has no vision projector)")
         for index, image in enumerate(images):
             check_image(image, index)
 
@@ -440,23 +442,24 @@ class InferenceService:
             raise RequestError(f'"{model}" does not support thinking')
         return bool(wanted)
 
-    def _chat_prompt(self, req: ChatRequest) -> tuple[ModelView, ChatTemplate, bool, Messages]:
-        """The checks of a chat request, then its model, template, think and messages."""
+    def _chat_prompt(
+        self, req: ChatRequest
+    ) -> tuple[ModelView, ChatTemplate, bool, Messages, list[Any]]:
+        """The checks of a chat request, then its model, template, think, its messages with
+        their images tagged, and the images in tag order."""
         view = self.view(req.model)
-        self._check_images([i for m in req.messages for i in m.get("images") or []])
-        if any(m.get("images") for m in req.messages) and not view.projectors:
-            raise RequestError(f"{view.name} does not support images (it has no vision projector)")
-        self._decode_check([i for m in req.messages for i in m.get("images") or []])
+        messages, images = tag_images(chat_messages(view, req.messages))
+        self._check_images(view, images)
         template = self.template_for(view)
         if req.tools and "tools" not in template.capabilities:
             raise RequestError(f"{view.name} does not support tools")
         think = self._think(template, req.think, req.model)
-        return view, template, think, tag_images(chat_messages(view, req.messages))[0]
+        return view, template, think, messages, images
 
     def render_chat(self, req: ChatRequest) -> str:
         """The prompt ``req`` would run, without loading the model (nor truncating it to
         the context: that needs the tokenizer)."""
-        _, template, think, messages = self._chat_prompt(req)
+        _, template, think, messages, _ = self._chat_prompt(req)
         return template.render(messages, tools=req.tools, think=req.think if think else None)
 
     def chat(self, req: ChatRequest) -> Iterator[Event]:
@@ -466,9 +469,8 @@ class InferenceService:
 
     def chat_job(self, req: ChatRequest) -> GenerationJob:
         """The checked chat request, ready to run."""
-        view, _, think, messages = self._chat_prompt(req)
+        view, _, think, messages, images = self._chat_prompt(req)
         grammar = _grammar(req.format, req.grammar)
-        images = [i for m in req.messages for i in m.get("images") or []]
         return self._job(
             view,
             req.options,
@@ -496,10 +498,7 @@ class InferenceService:
         view = self.view(req.model)
         if req.raw and (req.template or req.system or req.context):
             raise RequestError("raw mode does not support template, system, or context")
-        self._check_images(req.images)
-        if req.images and not view.projectors:
-            raise RequestError(f"{view.name} does not support images (it has no vision projector)")
-        self._decode_check(req.images)
+        self._check_images(view, req.images)
         template = (
             ChatTemplate(req.template, go=GoTemplate(req.template))
             if req.template

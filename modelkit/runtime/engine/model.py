@@ -25,8 +25,9 @@ from modelkit.runtime.engine.embeddings import Embedder
 from modelkit.runtime.engine.generation import Emit, Generation, merged
 from modelkit.runtime.engine.results import Chunk, Embeddings
 from modelkit.runtime.engine.sampling import Sampler
-from modelkit.runtime.engine.vision import IMAGE_TAG, ImagePiece, Images, Vision
+from modelkit.runtime.engine.vision import ImagePiece, Images, Vision
 from modelkit.runtime.engine.weights import Weights, llama
+from modelkit.runtime.images import IMAGE_TAG
 from modelkit.runtime.options import (
     LoadParams,
     Options,

@@ -16,7 +16,6 @@ import hashlib
 import importlib
 import logging
 import queue
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -27,14 +26,11 @@ from typing import Any, Final
 
 from modelkit.errors import InferenceError, RequestError
 from modelkit.runtime.engine.weights import Weights, llama
-from modelkit.runtime.images import DecodedImage, decode_image, image_bytes
+from modelkit.runtime.images import IMAGE_TAG, DecodedImage, decode_image, image_bytes
 
-__all__ = ["IMAGE_TAG", "ImagePiece", "Vision", "image_cell"]
+__all__ = ["ImagePiece", "Vision", "image_cell"]
 
 log = logging.getLogger(__name__)
-
-IMAGE_TAG: Final = re.compile(r"\[img-(\d+)\]")
-"""Where image N goes in a rendered prompt (Ollama's tag)."""
 
 MARKER: Final = "<__modelkit_media_5f1d__>"
 """The media marker handed to mtmd: unlike its default, no prompt writes it by accident."""
