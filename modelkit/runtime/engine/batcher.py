@@ -61,9 +61,10 @@ class Batcher:
         n_ctx: int,
         n_batch: int,
         n_threads: int = 1,
+        vision: Vision | None = None,
         cache_prompt: bool = True,
     ) -> None:
-        self.vision: Vision | None = None
+        self.vision = vision
         """The model's projector, when it has one (it encodes the prompts' images)."""
         self.after_step: Callable[[], None] | None = None
         """Called after each step's chunks are emitted (the runner sends them in one write)."""

@@ -91,7 +91,10 @@ class LoadedModel:
         # when it has more sequences than batch outputs).
         self.n_batch = max(min(lp.n_batch, self.n_ctx), self.n_seq_max, 1)
         self._closed = False
+        self.vision: Vision | None = None
         try:
+            if projector is not None:
+                self.vision = Vision(Path(projector), self.weights, n_threads=lp.n_threads)
             self._ctx: Any = self.weights.new_context(self._generation_params())
             self.batcher = Batcher(
                 self.weights,
@@ -100,23 +103,14 @@ class LoadedModel:
                 n_ctx=self.n_ctx,
                 n_batch=self.n_batch,
                 n_threads=lp.n_threads,
+                vision=self.vision,
                 cache_prompt=cache_prompt,
             )
         except BaseException:
+            if self.vision is not None:
+                self.vision.close()
             self.weights.close()
             raise
-        try:
-            self.vision = (
-                Vision(Path(projector), self.weights, n_threads=lp.n_threads)
-                if projector is not None
-                else None
-            )
-        except BaseException:
-            self.batcher.stop()
-            self._ctx.close()
-            self.weights.close()
-            raise
-        self.batcher.vision = self.vision
         self.embedder = Embedder(self.weights, self._embedding_params, self.n_ctx)
         self._grammars: dict[str, GrammarGuard] = {}
         self._grammars_lock = threading.Lock()
