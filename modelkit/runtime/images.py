@@ -17,7 +17,15 @@ from dataclasses import dataclass
 
 from modelkit.errors import RequestError
 
-__all__ = ["FORMATS", "IMAGE_TAG", "DecodedImage", "check_image", "decode_image", "image_bytes"]
+__all__ = [
+    "FORMATS",
+    "IMAGE_TAG",
+    "DecodedImage",
+    "check_image",
+    "decode_image",
+    "image_bytes",
+    "image_digest",
+]
 
 IMAGE_TAG = re.compile(r"\[img-(\d+)\]")
 """Where image N of a request goes in its rendered prompt (Ollama's tag)."""
@@ -80,13 +88,19 @@ def check_image(image: str | bytes, index: int = 0) -> bytes:
     return _read(image, index)[0]
 
 
-def decode_image(image: str | bytes, index: int = 0) -> DecodedImage:
-    """The image's RGB pixels (transparency dropped, palettes expanded) and digest."""
+def image_digest(data: bytes) -> str:
+    """``sha256:<hex>`` of an image's file: what the caches know it by."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def decode_image(image: str | bytes, index: int = 0, *, digest: str | None = None) -> DecodedImage:
+    """The image's RGB pixels (transparency dropped, palettes expanded) and digest (given
+    when the caller has hashed the file already)."""
     data, img = _read(image, index)
     rgb = img.convert("RGB")  # type: ignore[attr-defined]
     return DecodedImage(
         width=rgb.width,
         height=rgb.height,
         rgb=rgb.tobytes(),
-        digest="sha256:" + hashlib.sha256(data).hexdigest(),
+        digest=digest if digest is not None else image_digest(data),
     )

@@ -101,9 +101,9 @@ def test_the_same_image_again_is_not_encoded_again(
     decodes: list[int] = []
     decode = vision_module.decode_image
 
-    def counted(data: bytes, index: int) -> Any:
+    def counted(data: bytes, index: int, **kwargs: Any) -> Any:
         decodes.append(index)
-        return decode(data, index)
+        return decode(data, index, **kwargs)
 
     monkeypatch.setattr(vision_module, "decode_image", counted)
     image = tiny_image_bytes(seed=2)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import collections
 import ctypes
-import hashlib
 import importlib
 import logging
 import queue
@@ -26,7 +25,13 @@ from typing import Any, Final
 
 from modelkit.errors import InferenceError, RequestError
 from modelkit.runtime.engine.weights import Weights, llama
-from modelkit.runtime.images import IMAGE_TAG, DecodedImage, decode_image, image_bytes
+from modelkit.runtime.images import (
+    IMAGE_TAG,
+    DecodedImage,
+    decode_image,
+    image_bytes,
+    image_digest,
+)
 
 __all__ = ["ImagePiece", "Vision", "image_cell"]
 
@@ -198,13 +203,13 @@ class Vision:
     def _decoded(self, image: str | bytes, index: int) -> DecodedImage:
         """The image's pixels, from those kept when its file was decoded lately."""
         data = image_bytes(image, index)
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        digest = image_digest(data)
         with self._lock:
             kept = self._pixels.get(digest)
             if kept is not None:
                 self._pixels.move_to_end(digest)
                 return kept
-        decoded = decode_image(data, index)
+        decoded = decode_image(data, index, digest=digest)
         with self._lock:
             self._pixels[digest] = decoded
             while sum(len(p.rgb) for p in self._pixels.values()) > PIXELS_KEPT:
