@@ -3,7 +3,6 @@ process (``quantize_child``), cached by (source digest, type) in the build cache
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from modelkit.store import (
     GGUFInfo,
     Store,
     create_locked_temp,
+    file_sha256,
     file_type_name,
     read_gguf_info,
     remove_stale_temps,
@@ -202,16 +202,16 @@ def _hash_source(step: QuantizeStep, cache: BuildCache, report: Progress) -> str
     """The sha256 of a local source not hashed before (remembered for the next build)."""
     path = step.source_path
     stamp = FileStamp.of(path)
-    h = hashlib.sha256()
     done = 0
-    with path.open("rb") as f:
-        while chunk := f.read(8 << 20):
-            h.update(chunk)
-            done += len(chunk)
-            report(f"hashing {path.name}", done, stamp.size)
+
+    def read(n: int) -> None:
+        nonlocal done
+        done += n
+        report(f"hashing {path.name}", done, stamp.size)
+
+    digest = file_sha256(path, read)
     if FileStamp.of(path) != stamp:
         raise BuildError(f"{path} changed while it was being hashed; build again")
-    digest = "sha256:" + h.hexdigest()
     cache.remember_file(path, stamp, digest)
     return digest
 

@@ -32,12 +32,11 @@ from modelkit.image.oci import (
     host_platform,
     image_manifest,
     oci_layer_media_type,
-    sha256_digest,
 )
 from modelkit.image.refs import ImageRef
 from modelkit.names import ModelName
 from modelkit.registry.client import RegistryClient
-from modelkit.store import Store, view_model
+from modelkit.store import Store, sha256_digest, view_model
 
 __all__ = ["AssembledImage", "ImageBlob", "ProgressFn", "assemble"]
 

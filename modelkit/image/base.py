@@ -42,10 +42,10 @@ from modelkit.image.oci import (
     parse_manifest,
     scratch_config,
     select_platform,
-    sha256_digest,
 )
 from modelkit.image.refs import ImageRef, registry_client
 from modelkit.registry.client import RegistryClient, summarize_error_body
+from modelkit.store import sha256_digest
 
 __all__ = ["BaseImage", "read_base", "scratch_base"]
 

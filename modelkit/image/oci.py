@@ -8,7 +8,6 @@ same inputs always give the same config and manifest digests.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import platform as _platform
 import re
@@ -47,7 +46,6 @@ __all__ = [
     "parse_manifest",
     "scratch_config",
     "select_platform",
-    "sha256_digest",
 ]
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -83,10 +81,6 @@ _DOCKER_TO_OCI_LAYER = {
 def canonical_json(obj: Any) -> bytes:
     """Sorted keys, no spaces, UTF-8: one byte string per value."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def sha256_digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def oci_layer_media_type(media_type: str) -> str:

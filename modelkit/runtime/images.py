@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import io
 import re
 import warnings
 from dataclasses import dataclass
 
 from modelkit.errors import RequestError
+from modelkit.store import sha256_digest
 
 __all__ = [
     "FORMATS",
@@ -90,7 +90,7 @@ def check_image(image: str | bytes, index: int = 0) -> bytes:
 
 def image_digest(data: bytes) -> str:
     """``sha256:<hex>`` of an image's file: what the caches know it by."""
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+    return sha256_digest(data)
 
 
 def decode_image(image: str | bytes, index: int = 0, *, digest: str | None = None) -> DecodedImage:

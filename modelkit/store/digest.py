@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
+from pathlib import Path
 
 from modelkit.errors import InvalidDigestError
 
@@ -16,6 +18,7 @@ __all__ = [
     "DIGEST_RE",
     "blob_filename",
     "digest_from_filename",
+    "file_sha256",
     "is_valid_digest",
     "normalize_digest",
     "sha256_digest",
@@ -58,3 +61,14 @@ def sha256_hex(data: bytes) -> str:
 def sha256_digest(data: bytes) -> str:
     """``sha256:<hex>`` of ``data``."""
     return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def file_sha256(path: Path, progress: Callable[[int], None] | None = None) -> str:
+    """``sha256:<hex>`` of a file, read in chunks; ``progress`` gets each chunk's size."""
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(8 << 20):
+            h.update(chunk)
+            if progress is not None:
+                progress(len(chunk))
+    return "sha256:" + h.hexdigest()

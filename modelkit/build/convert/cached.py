@@ -4,13 +4,13 @@ hashes each selected file's name and sha256 with the converter's version."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 from modelkit.build.cache import BuildCache, FileStamp
 from modelkit.build.convert.files import Selection
 from modelkit.build.convert.writer import ConvertProgress, check_convertible, convert
-from modelkit.store import Store
+from modelkit.store import Store, file_sha256
 
 CONVERTER_VERSION = "modelkit-convert-1"
 """Bump when the converter's output changes, so old conversions are not reused."""
@@ -18,17 +18,6 @@ CONVERTER_VERSION = "modelkit-convert-1"
 
 def converted_dir(store_root: Path) -> Path:
     return store_root / ".modelkit" / "converted"
-
-
-def file_sha256(path: Path, progress: Callable[[int], None] | None = None) -> str:
-    """The file's digest; ``progress`` gets the size of each chunk read."""
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 22):
-            h.update(chunk)
-            if progress is not None:
-                progress(len(chunk))
-    return "sha256:" + h.hexdigest()
 
 
 def input_digests(
